@@ -1,0 +1,332 @@
+"""Theorem 1 of the paper: the posterior p(x | S) of source directions given a sparse spectrogram.
+
+Given fitted GLLiM parameters and a window of binaural feature frames ``y_t`` (D,) with activity
+mask ``chi_t`` (D,), the posterior is a K-component Gaussian mixture (eqs. 16-20)::
+
+    V_k^-1  = Gamma_k^-1 + A_k^T diag(w) A_k,                w_d = n_d / sigma2_d
+    mu_k    = V_k (Gamma_k^-1 c_k + A_k^T ((s - n * b_k) / sigma2))
+    log nu_k = log pi_k + 1/2 log|V_k| - 1/2 log|Gamma_k|
+               - 1/2 [ sum_d (q_d - 2 b_dk s_d + n_d b_dk^2) / sigma2_d
+                       + c_k^T Gamma_k^-1 c_k - mu_k^T V_k^-1 mu_k ]
+
+where ``n_d = sum_t chi_dt``, ``s_d = sum_t chi_dt y_dt`` and ``q_d = sum_t chi_dt y_dt^2`` are the
+window's sufficient statistics. The cost is independent of the window length T.
+
+Implementation (``PosteriorEngine``): everything that depends only on the model is precomputed
+once. Every quantity of the formula is *linear* in ``n`` or in ``s``, so one estimate is two
+matrix-vector products with precomputed matrices plus K small L x L solves:
+
+* ``Mn @ n`` gives, for every k, the upper triangle of ``A_k^T diag(n / sigma2) A_k``,
+  ``A_k^T (n b_k / sigma2)`` and ``sum_d n_d b_dk^2 / sigma2_d``;
+* ``Ms @ s`` gives ``A_k^T (s / sigma2)`` and ``sum_d b_dk s_d / sigma2_d``.
+
+The ILD, cos-IPD and sin-IPD entries of a frequency bin share one activity flag, so ``n`` takes
+only F distinct values (one per bin): ``Mn`` is folded over the feature blocks to F columns,
+which divides its size by 3 for ILPD features. The ``q`` term is common to all k and cancels in
+the normalisation of ``nu``; it is not needed. ``posterior_direct`` is the naive reference that
+sums eqs. 17-19 over every active time-frequency entry (cost O(K T D L^2)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .gllim import GLLiMParams
+
+
+def _params(obj) -> GLLiMParams:
+    """Accept GLLiMParams, a fitted GLLiM, or an SBMModel."""
+    if isinstance(obj, GLLiMParams):
+        return obj
+    if hasattr(obj, "params_"):
+        return obj.params_
+    if hasattr(obj, "params"):
+        return obj.params
+    raise TypeError(f"expected GLLiM parameters, a fitted GLLiM or an SBMModel, got {type(obj)}")
+
+
+@dataclass
+class SufficientStats:
+    """Window statistics. ``n`` is (D,) per dimension or (F,) per frequency bin."""
+
+    n: np.ndarray
+    s: np.ndarray
+    q: np.ndarray
+
+    @classmethod
+    def from_frames(cls, Y: np.ndarray, chi: np.ndarray) -> "SufficientStats":
+        """Y (T, D) features, chi (T, D) boolean (or (T, F) per-bin) mask."""
+        Y = np.asarray(Y, dtype=np.float64)
+        chi = np.asarray(chi, dtype=bool)
+        T, D = Y.shape
+        if chi.shape[1] != D:
+            if D % chi.shape[1]:
+                raise ValueError(f"mask shape {chi.shape} does not fit features {Y.shape}")
+            n = chi.sum(axis=0).astype(np.float64)
+            chi_d = np.tile(chi, (1, D // chi.shape[1]))
+        else:
+            chi_d = chi
+            n = chi.sum(axis=0).astype(np.float64)
+        Ym = np.where(chi_d, Y, 0.0)
+        return cls(n=n, s=Ym.sum(axis=0), q=(Ym * Ym).sum(axis=0))
+
+    @property
+    def n_active(self) -> int:
+        """Number of active (frame, bin) entries when n is per bin, else per dimension."""
+        return int(round(float(self.n.sum())))
+
+
+@dataclass
+class Posterior:
+    """Gaussian-mixture posterior over x: weights (K,), means (K, L), covs (K, L, L)."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    n_active: int = 0
+
+    def mean(self) -> np.ndarray:
+        """Posterior expectation, eq. 20."""
+        return self.weights @ self.means
+
+    def covariance(self) -> np.ndarray:
+        """Covariance of the whole mixture (within- plus between-component spread)."""
+        m = self.mean()
+        d = self.means - m
+        return (np.einsum("k,klm->lm", self.weights, self.covs)
+                + np.einsum("k,kl,km->lm", self.weights, d, d))
+
+
+class PosteriorEngine:
+    """Precomputed Theorem-1 evaluator for one model.
+
+    Parameters
+    ----------
+    params : GLLiMParams (or fitted GLLiM / SBMModel)
+    n_bins : int, optional
+        Number of frequency bins F when the D feature dimensions are ``D // F`` blocks of F bins
+        sharing one mask per bin. Enables the folded fast path for per-bin ``n``.
+    """
+
+    def __init__(self, params, n_bins: Optional[int] = None):
+        p = _params(params)
+        p.validate()
+        self.params = p
+        K, D, L = p.A.shape
+        self.K, self.D, self.L = K, D, L
+        isig = 1.0 / p.sigma2
+        self.Gi = np.linalg.inv(p.Gamma)
+        self.Gi = 0.5 * (self.Gi + self.Gi.transpose(0, 2, 1))
+        self.Gic = np.einsum("klm,km->kl", self.Gi, p.c)
+        self.cGc = np.einsum("kl,kl->k", p.c, self.Gic)
+        self.logdetG = np.linalg.slogdet(p.Gamma)[1]
+        self.logpi = np.log(p.pi)
+        iu = np.triu_indices(L)
+        self._iu = iu
+        P = len(iu[0])
+        self.P = P
+        # n-linear rows per k: [A_l A_m / s2 (P) | A_l b / s2 (L) | b^2 / s2 (1)]
+        AA = p.A[:, :, iu[0]] * p.A[:, :, iu[1]]                         # (K, D, P)
+        Ab = p.A * p.b[:, :, None]                                       # (K, D, L)
+        bb = (p.b ** 2)[:, :, None]                                      # (K, D, 1)
+        Mn = np.concatenate([AA, Ab, bb], axis=2) * isig[None, :, None]  # (K, D, P+L+1)
+        self.Mn = np.ascontiguousarray(Mn.transpose(0, 2, 1).reshape(K * (P + L + 1), D))
+        self.n_bins = None
+        if n_bins is not None and n_bins > 0 and D % n_bins == 0:
+            self.n_bins = int(n_bins)
+            self.Mn_bins = np.ascontiguousarray(
+                self.Mn.reshape(K * (P + L + 1), D // n_bins, n_bins).sum(axis=1))
+        # s-linear rows per k: [A_l / s2 (L) | b / s2 (1)]
+        Ms = np.concatenate([p.A, p.b[:, :, None]], axis=2) * isig[None, :, None]
+        self.Ms = np.ascontiguousarray(Ms.transpose(0, 2, 1).reshape(K * (L + 1), D))
+
+    def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int) -> Posterior:
+        K, L, P = self.K, self.L, self.P
+        un = un.reshape(K, P + L + 1)
+        us = us.reshape(K, L + 1)
+        AtWA = np.zeros((K, L, L))
+        AtWA[:, self._iu[0], self._iu[1]] = un[:, :P]
+        AtWA[:, self._iu[1], self._iu[0]] = un[:, :P]
+        Vinv = self.Gi + AtWA
+        h = self.Gic + us[:, :L] - un[:, P:P + L]
+        chol = np.linalg.cholesky(Vinv)
+        z = np.linalg.solve(chol, h[:, :, None])                         # L^-1 h
+        mu = np.linalg.solve(chol.transpose(0, 2, 1), z)[:, :, 0]
+        logdet_Vinv = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        muVmu = np.sum(z[:, :, 0] ** 2, axis=1)                          # h^T Vinv^-1 h
+        log_nu = (self.logpi - 0.5 * logdet_Vinv - 0.5 * self.logdetG
+                  - 0.5 * (-2.0 * us[:, L] + un[:, P + L] + self.cGc - muVmu))
+        w = np.exp(log_nu - logsumexp(log_nu))
+        eye = np.broadcast_to(np.eye(L), (K, L, L))
+        Linv = np.linalg.solve(chol, eye)
+        V = np.einsum("kji,kjl->kil", Linv, Linv)
+        return Posterior(weights=w, means=mu, covs=V, n_active=n_active)
+
+    def posterior(self, stats: SufficientStats) -> Posterior:
+        """Theorem 1 from sufficient statistics (``n`` per dimension or per bin)."""
+        n = np.asarray(stats.n, dtype=np.float64)
+        if n.shape[0] == self.D:
+            un = self.Mn @ n
+        elif self.n_bins is not None and n.shape[0] == self.n_bins:
+            un = self.Mn_bins @ n
+        else:
+            raise ValueError(f"stats.n has length {n.shape[0]}; expected D={self.D}"
+                             + (f" or F={self.n_bins}" if self.n_bins else ""))
+        if stats.s.shape[0] != self.D:
+            raise ValueError(f"stats.s has length {stats.s.shape[0]}; expected D={self.D}")
+        us = self.Ms @ stats.s
+        return self._finish(un, us, stats.n_active)
+
+    def predict_full(self, Y: np.ndarray):
+        """Posterior for fully observed single vectors (rows of Y): returns (means (N, L),
+        weights (N, K), component means (N, K, L))."""
+        Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+        if Y.shape[1] != self.D:
+            raise ValueError(f"Y has {Y.shape[1]} columns; the model expects D={self.D}")
+        K, L, P = self.K, self.L, self.P
+        un = (self.Mn @ np.ones(self.D)).reshape(K, P + L + 1)
+        AtWA = np.zeros((K, L, L))
+        AtWA[:, self._iu[0], self._iu[1]] = un[:, :P]
+        AtWA[:, self._iu[1], self._iu[0]] = un[:, :P]
+        Vinv = self.Gi + AtWA
+        V = np.linalg.inv(Vinv)
+        logdet_Vinv = np.linalg.slogdet(Vinv)[1]
+        us = (Y @ self.Ms.T).reshape(-1, K, L + 1)                       # (N, K, L+1)
+        h = self.Gic[None] + us[:, :, :L] - un[None, :, P:P + L]         # (N, K, L)
+        mu = np.einsum("klm,nkm->nkl", V, h)
+        muVmu = np.einsum("nkl,nkl->nk", mu, h)
+        log_nu = (self.logpi - 0.5 * logdet_Vinv - 0.5 * self.logdetG)[None] - 0.5 * (
+            -2.0 * us[:, :, L] + un[None, :, P + L] + self.cGc[None] - muVmu)
+        w = np.exp(log_nu - logsumexp(log_nu, axis=1, keepdims=True))
+        return np.einsum("nk,nkl->nl", w, mu), w, mu
+
+
+def predict_full(params, Y):
+    """Convenience wrapper: posterior means and weights for fully observed vectors."""
+    means, w, _ = PosteriorEngine(params).predict_full(Y)
+    return means, w
+
+
+def posterior_from_stats(params, stats: SufficientStats, n_bins: Optional[int] = None) -> Posterior:
+    """One-shot Theorem 1 (builds a PosteriorEngine; reuse an engine for repeated calls)."""
+    return PosteriorEngine(params, n_bins=n_bins).posterior(stats)
+
+
+def posterior_direct(params, Y: np.ndarray, chi: np.ndarray) -> Posterior:
+    """Naive reference: eqs. 17-19 summed over every active (t, d) entry of the window.
+
+    Y (T, D), chi (T, D) boolean. Cost O(K T D L^2); used by tests and as the benchmark's
+    reference formulation.
+    """
+    p = _params(params)
+    K, D, L = p.A.shape
+    Y = np.asarray(Y, dtype=np.float64)
+    chi = np.asarray(chi, dtype=bool)
+    T = Y.shape[0]
+    log_nu = np.empty(K)
+    mus = np.empty((K, L))
+    Vs = np.empty((K, L, L))
+    tt, dd = np.nonzero(chi)
+    for k in range(K):
+        Gi = np.linalg.inv(p.Gamma[k])
+        a = p.A[k][dd]                                   # (E, L) one row per active entry
+        wgt = 1.0 / p.sigma2[dd]
+        resid = Y[tt, dd] - p.b[k][dd]
+        Vinv = Gi + (a * wgt[:, None]).T @ a
+        V = np.linalg.inv(Vinv)
+        mu = V @ (Gi @ p.c[k] + (a * (wgt * resid)[:, None]).sum(axis=0))
+        quad = np.sum(wgt * resid ** 2)
+        log_nu[k] = (np.log(p.pi[k]) + 0.5 * np.linalg.slogdet(V)[1]
+                     - 0.5 * np.linalg.slogdet(p.Gamma[k])[1]
+                     - 0.5 * (quad + p.c[k] @ Gi @ p.c[k] - mu @ Vinv @ mu))
+        mus[k], Vs[k] = mu, V
+    w = np.exp(log_nu - logsumexp(log_nu))
+    del T
+    return Posterior(weights=w, means=mus, covs=Vs, n_active=int(chi.sum()))
+
+
+class SlidingWindow:
+    """Ring buffer of the last ``length`` frames with O(D) running sufficient statistics.
+
+    Frames are pushed with a per-bin mask ``chi`` (F,) (or per-dimension (D,)). The running sums
+    are recomputed exactly from the buffer every ``recompute_every`` pushes so floating-point
+    drift cannot build up.
+    """
+
+    def __init__(self, dim: int, length: int, n_bins: Optional[int] = None,
+                 recompute_every: Optional[int] = None):
+        if length < 1:
+            raise ValueError(f"window length must be >= 1 frame, got {length}")
+        self.dim = int(dim)
+        self.length = int(length)
+        self.n_bins = int(n_bins) if n_bins else self.dim
+        if self.dim % self.n_bins:
+            raise ValueError(f"dim {dim} is not a multiple of n_bins {n_bins}")
+        self._reps = self.dim // self.n_bins
+        self.recompute_every = int(recompute_every or max(4 * self.length, 64))
+        self._ym = np.zeros((self.length, self.dim))           # masked features
+        self._chi = np.zeros((self.length, self.n_bins), dtype=bool)
+        self.clear()
+
+    def clear(self) -> None:
+        self._ym[:] = 0.0
+        self._chi[:] = False
+        self._pos = 0
+        self.n_frames = 0
+        self._since = 0
+        self.n = np.zeros(self.n_bins)
+        self.s = np.zeros(self.dim)
+        self.q = np.zeros(self.dim)
+
+    def push(self, y: np.ndarray, chi: np.ndarray) -> None:
+        """Add one frame (D,) with its mask (F,) or (D,), dropping the oldest when full."""
+        chi = np.asarray(chi, dtype=bool)
+        if chi.shape[0] == self.dim and self.n_bins != self.dim:
+            chi = chi[:self.n_bins]
+        ym = np.where(np.tile(chi, self._reps), y, 0.0)
+        i = self._pos
+        if self.n_frames == self.length:
+            old = self._ym[i]
+            self.s -= old
+            self.q -= old * old
+            self.n -= self._chi[i]
+        else:
+            self.n_frames += 1
+        self._ym[i] = ym
+        self._chi[i] = chi
+        self.s += ym
+        self.q += ym * ym
+        self.n += chi
+        self._pos = (i + 1) % self.length
+        self._since += 1
+        if self._since >= self.recompute_every:
+            self.recompute()
+
+    def push_many(self, Y: np.ndarray, chi: np.ndarray) -> None:
+        for t in range(Y.shape[0]):
+            self.push(Y[t], chi[t])
+
+    def recompute(self) -> None:
+        """Recompute the sums exactly from the buffer."""
+        self.s = self._ym.sum(axis=0)
+        self.q = (self._ym * self._ym).sum(axis=0)
+        self.n = self._chi.sum(axis=0).astype(np.float64)
+        self._since = 0
+
+    @property
+    def full(self) -> bool:
+        return self.n_frames == self.length
+
+    @property
+    def stats(self) -> SufficientStats:
+        return SufficientStats(n=self.n.copy(), s=self.s.copy(), q=self.q.copy())
+
+    @property
+    def active_fraction(self) -> float:
+        if self.n_frames == 0:
+            return 0.0
+        return float(self.n.sum()) / (self.n_frames * self.n_bins)
