@@ -88,6 +88,7 @@ class Posterior:
     means: np.ndarray
     covs: np.ndarray
     n_active: int = 0
+    log_evidence: float = float("nan")   # log p(S | model), see PosteriorEngine.posterior
 
     def mean(self) -> np.ndarray:
         """Posterior expectation, eq. 20."""
@@ -140,11 +141,17 @@ class PosteriorEngine:
             self.n_bins = int(n_bins)
             self.Mn_bins = np.ascontiguousarray(
                 self.Mn.reshape(K * (P + L + 1), D // n_bins, n_bins).sum(axis=1))
+        # Constant terms of the log-evidence: sum_d n_d log(2 pi sigma2_d) and q / sigma2.
+        self.isig = isig
+        self.log2pis = np.log(2.0 * np.pi * p.sigma2)
+        if self.n_bins is not None:
+            self.log2pis_bins = self.log2pis.reshape(D // self.n_bins, self.n_bins).sum(axis=0)
         # s-linear rows per k: [A_l / s2 (L) | b / s2 (1)]
         Ms = np.concatenate([p.A, p.b[:, :, None]], axis=2) * isig[None, :, None]
         self.Ms = np.ascontiguousarray(Ms.transpose(0, 2, 1).reshape(K * (L + 1), D))
 
-    def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int) -> Posterior:
+    def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int,
+                const: float = 0.0) -> Posterior:
         K, L, P = self.K, self.L, self.P
         un = un.reshape(K, P + L + 1)
         us = us.reshape(K, L + 1)
@@ -160,26 +167,36 @@ class PosteriorEngine:
         muVmu = np.sum(z[:, :, 0] ** 2, axis=1)                          # h^T Vinv^-1 h
         log_nu = (self.logpi - 0.5 * logdet_Vinv - 0.5 * self.logdetG
                   - 0.5 * (-2.0 * us[:, L] + un[:, P + L] + self.cGc - muVmu))
-        w = np.exp(log_nu - logsumexp(log_nu))
+        lse = logsumexp(log_nu)
+        w = np.exp(log_nu - lse)
         eye = np.broadcast_to(np.eye(L), (K, L, L))
         Linv = np.linalg.solve(chol, eye)
         V = np.einsum("kji,kjl->kil", Linv, Linv)
-        return Posterior(weights=w, means=mu, covs=V, n_active=n_active)
+        return Posterior(weights=w, means=mu, covs=V, n_active=n_active,
+                         log_evidence=float(lse + const))
 
     def posterior(self, stats: SufficientStats) -> Posterior:
-        """Theorem 1 from sufficient statistics (``n`` per dimension or per bin)."""
+        """Theorem 1 from sufficient statistics (``n`` per dimension or per bin).
+
+        Also returns the log-evidence ``log p(S | model) = log sum_k pi_k p(S | Z=k)``, i.e.
+        the normalising constant of eq. 19 with the terms common to all k put back:
+        ``- 1/2 sum_d q_d / sigma2_d - 1/2 sum_d n_d log(2 pi sigma2_d)``.
+        """
         n = np.asarray(stats.n, dtype=np.float64)
         if n.shape[0] == self.D:
             un = self.Mn @ n
+            norm = float(n @ self.log2pis)
         elif self.n_bins is not None and n.shape[0] == self.n_bins:
             un = self.Mn_bins @ n
+            norm = float(n @ self.log2pis_bins)
         else:
             raise ValueError(f"stats.n has length {n.shape[0]}; expected D={self.D}"
                              + (f" or F={self.n_bins}" if self.n_bins else ""))
         if stats.s.shape[0] != self.D:
             raise ValueError(f"stats.s has length {stats.s.shape[0]}; expected D={self.D}")
         us = self.Ms @ stats.s
-        return self._finish(un, us, stats.n_active)
+        const = -0.5 * (float(self.isig @ stats.q) + norm)
+        return self._finish(un, us, stats.n_active, const)
 
     def predict_full(self, Y: np.ndarray):
         """Posterior for fully observed single vectors (rows of Y): returns (means (N, L),
@@ -239,14 +256,16 @@ def posterior_direct(params, Y: np.ndarray, chi: np.ndarray) -> Posterior:
         Vinv = Gi + (a * wgt[:, None]).T @ a
         V = np.linalg.inv(Vinv)
         mu = V @ (Gi @ p.c[k] + (a * (wgt * resid)[:, None]).sum(axis=0))
-        quad = np.sum(wgt * resid ** 2)
+        quad = np.sum(wgt * resid ** 2) + np.sum(np.log(2 * np.pi * p.sigma2[dd]))
         log_nu[k] = (np.log(p.pi[k]) + 0.5 * np.linalg.slogdet(V)[1]
                      - 0.5 * np.linalg.slogdet(p.Gamma[k])[1]
                      - 0.5 * (quad + p.c[k] @ Gi @ p.c[k] - mu @ Vinv @ mu))
         mus[k], Vs[k] = mu, V
-    w = np.exp(log_nu - logsumexp(log_nu))
+    lse = logsumexp(log_nu)
+    w = np.exp(log_nu - lse)
     del T
-    return Posterior(weights=w, means=mus, covs=Vs, n_active=int(chi.sum()))
+    return Posterior(weights=w, means=mus, covs=Vs, n_active=int(chi.sum()),
+                     log_evidence=float(lse))
 
 
 class SlidingWindow:

@@ -56,8 +56,9 @@ def test_append_sample_keeps_earlier_rows(tmp_path):
         append_sample(str(tmp_path), x, 16000, (1, 2), ['azimuth_deg', 'elevation_deg'])
 
 
-def test_two_source_set_is_canonical_and_matches_time_domain_mixing():
-    cfg = FeatureConfig()
+@pytest.mark.parametrize('ftype', ['ilpd', 'ild', 'ipd'])
+def test_two_source_set_is_canonical_and_matches_time_domain_mixing(ftype):
+    cfg = FeatureConfig(feature_type=ftype)
     recs = [synth.render(synth.white(4000, k), az, 0) for k, az in enumerate((-10, 0, 10))]
     X, Y = two_source_set(recs, np.array([[-10, 0], [0, 0], [10, 0]], float), cfg,
                           n_pairs=6, seed=1, level_std_db=0.0)
@@ -69,7 +70,8 @@ def test_two_source_set_is_canonical_and_matches_time_domain_mixing():
     first = {(-10, 0): 0, (0, 0): 1, (10, 0): 2}
     i, j = first[tuple(X[0, :2])], first[tuple(X[0, 2:])]
     ref = binaural_features(recs[i] + recs[j], cfg)[0].mean(axis=0)
-    np.testing.assert_allclose(Y[0], ref, atol=1e-9)
+    # Mixture features are computed in single precision (documented in dataset.py).
+    np.testing.assert_allclose(Y[0], ref, atol=2e-4)
 
 
 def test_cli_round_trip(dataset, tmp_path, capsys):
@@ -120,3 +122,10 @@ def test_cli_errors_are_clear(tmp_path, capsys, dataset):
     assert cli.localize_main([m1, str(tmp_path / 'missing.wav')]) == 2
     assert 'cannot read' in capsys.readouterr().err
     assert os.path.exists(m1)
+
+
+def test_two_source_features_stay_finite_on_silent_recordings():
+    cfg = FeatureConfig()
+    recs = [np.zeros((4000, 2)), np.zeros((4000, 2)), synth.render(synth.white(4000, 1), 5, 0)]
+    X, Y = two_source_set(recs, np.array([[0, 0], [1, 1], [5, 0]], float), cfg, n_pairs=10)
+    assert np.all(np.isfinite(Y))

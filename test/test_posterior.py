@@ -45,6 +45,7 @@ def test_sufficient_statistics_equal_direct_formula(L):
         assert rel(post.means, direct.means) < 1e-9
         assert rel(post.covs, direct.covs) < 1e-9
         assert rel(post.mean(), direct.mean()) < 1e-9
+        assert abs(post.log_evidence - direct.log_evidence) < 1e-9 * abs(direct.log_evidence)
     assert eng.posterior(SufficientStats.from_frames(Y, chi_bins)).n_active == chi_bins.sum()
 
 
@@ -118,3 +119,24 @@ def test_sliding_window_clear_and_partial():
     assert w.n_frames == 0 and w.stats.s.sum() == 0
     with pytest.raises(ValueError):
         SlidingWindow(6, 0)
+
+
+def test_log_evidence_is_the_marginal_likelihood():
+    """log p(S) equals log sum_k pi_k p(S | k) by numerical integration over x (L = 1)."""
+    from scipy.stats import norm
+    rng = np.random.default_rng(0)
+    K, D, T = 3, 4, 2
+    p = random_params(K, 1, D, seed=9)
+    Y = rng.normal(size=(T, D)) * 3
+    chi = rng.random((T, D)) > 0.3
+    xs = np.linspace(-80, 80, 160001)
+    dens = np.zeros_like(xs)
+    for k in range(K):
+        term = p.pi[k] * norm.pdf(xs, p.c[k, 0], np.sqrt(p.Gamma[k, 0, 0]))
+        for t, d in zip(*np.nonzero(chi)):
+            term = term * norm.pdf(Y[t, d], p.A[k, d, 0] * xs + p.b[k, d], np.sqrt(p.sigma2[d]))
+        dens += term
+    from scipy.integrate import trapezoid
+    ref = np.log(trapezoid(dens, xs))
+    post = PosteriorEngine(p).posterior(SufficientStats.from_frames(Y, chi))
+    assert abs(post.log_evidence - ref) < 1e-6
