@@ -1,0 +1,1 @@
+"""Test helpers shipped with sbm_ros (pure Python, no ROS imports)."""
