@@ -257,3 +257,30 @@ def append_sample(root: str, x: np.ndarray, sample_rate: int, target: Sequence[f
             json.dump(camera, fh, indent=1)
         os.replace(tmp, cam_path)
     return name
+
+
+def frame_variance(recordings: Sequence[np.ndarray], cfg: FeatureConfig,
+                   max_recordings: int = 200) -> np.ndarray:
+    """Mean within-recording variance (D,) of single feature frames.
+
+    The GLLiM noise ``sigma2`` is fitted on temporal-mean vectors, so it does not describe
+    how much one STFT frame scatters around its mean; this does. The automatic 1-vs-2 source
+    decision evaluates the evidence with ``sigma2 + frame_var`` (see ``localizer``).
+    """
+    step = max(1, len(recordings) // max_recordings)
+    return np.mean([features_from_spectra(stft(x, cfg), cfg)[0].var(axis=0)
+                    for x in recordings[::step]], axis=0)
+
+
+def mixture_frame_variance(recordings: Sequence[np.ndarray], cfg: FeatureConfig,
+                           n_mixtures: int = 200, seed: int = 0) -> np.ndarray:
+    """:func:`frame_variance` of random two-source mixtures of the recordings."""
+    rng = np.random.default_rng([seed, 17])
+    n = len(recordings)
+    out = []
+    for _ in range(n_mixtures):
+        i, j = rng.choice(n, 2, replace=False)
+        m = min(len(recordings[i]), len(recordings[j]))
+        out.append(features_from_spectra(stft(recordings[i][:m] + recordings[j][:m], cfg),
+                                         cfg)[0].var(axis=0))
+    return np.mean(out, axis=0)

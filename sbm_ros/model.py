@@ -1,6 +1,8 @@
 """The SBM model file: fitted GLLiM parameters plus everything needed to use them.
 
-One ``.npz`` archive (no pickles) holding the arrays ``pi, c, Gamma, A, b, sigma2`` and a JSON
+One ``.npz`` archive (no pickles) holding the arrays ``pi, c, Gamma, A, b, sigma2`` (plus the
+optional ``frame_var``: the within-recording variance of single feature frames, used by the
+automatic source count) and a JSON
 ``metadata`` string: format name and version, feature settings (type, sample rate, STFT size and
 hop), number of sources M, target dimensions per source, target space (``degrees`` or
 ``pixels``), target names, camera intrinsics when the targets are pixels, training-set size,
@@ -57,6 +59,7 @@ class SBMModel:
     camera: Optional[dict] = None
     n_train: int = 0
     info: dict = field(default_factory=dict)
+    frame_var: Optional[np.ndarray] = None   # (D,) within-recording variance of feature frames
 
     def __post_init__(self):
         if self.n_sources not in (1, 2):
@@ -71,6 +74,12 @@ class SBMModel:
         if self.params.dim_y != self.feature_config.dim:
             raise ValueError(f"model features have dimension {self.params.dim_y}, but the "
                              f"feature settings give D={self.feature_config.dim}")
+        if self.frame_var is not None:
+            fv = np.asarray(self.frame_var, dtype=np.float64)
+            if fv.shape != (self.params.dim_y,) or not np.all(np.isfinite(fv)) or np.any(fv < 0):
+                raise ValueError(f"frame_var must be {self.params.dim_y} finite non-negative "
+                                 f"values, got shape {fv.shape}")
+            self.frame_var = fv
 
     @property
     def target_names(self) -> list:
@@ -125,6 +134,8 @@ class SBMModel:
         buf = io.BytesIO()
         arrays = {name: np.asarray(getattr(self.params, name), dtype=np.float64)
                   for name in _ARRAYS}
+        if self.frame_var is not None:
+            arrays["frame_var"] = np.asarray(self.frame_var, dtype=np.float64)
         np.savez(buf, metadata=np.array(json.dumps(self.metadata())), **arrays)
         fd, tmp = tempfile.mkstemp(prefix=".sbm-model-", suffix=".tmp", dir=folder)
         try:
@@ -156,6 +167,8 @@ class SBMModel:
                 meta = json.loads(str(z["metadata"]))
                 missing = [a for a in _ARRAYS if a not in files]
                 arrays = {a: np.array(z[a], dtype=np.float64) for a in _ARRAYS if a in files}
+                frame_var = (np.array(z["frame_var"], dtype=np.float64)
+                             if "frame_var" in files else None)
         except ModelError:
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError,
@@ -188,6 +201,7 @@ class SBMModel:
                        dims_per_source=int(meta.get("dims_per_source", 2)),
                        target_space=str(meta.get("target_space", "degrees")),
                        camera=meta.get("camera"), n_train=int(meta.get("n_train", 0)),
+                       frame_var=frame_var,
                        info=dict(meta.get("info", {}), created=meta.get("created"),
                                  package_version=meta.get("package_version")))
         except ValueError as exc:
