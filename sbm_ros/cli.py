@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-
-import numpy as np
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -44,54 +41,21 @@ def _train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv=None) -> int:
     args = _train_parser().parse_args(argv)
-    from .dataset import (DatasetError, load_recordings, read_dataset, single_source_set,
-                          two_source_set)
-    from .features import FeatureConfig
-    from .gllim import GLLiM
-    from .model import SBMModel
+    from .training import TrainingError, train_model
 
     def say(msg):
         if not args.quiet:
             print(f"[sbm-train] {msg}", file=sys.stderr, flush=True)
 
-    t0 = time.perf_counter()
     try:
-        ds = read_dataset(args.dataset)
-        cfg = FeatureConfig(sample_rate=args.sample_rate, feature_type=args.features)
-        say(f"{len(ds)} recordings, targets {ds.target_names} ({ds.units})")
-        recs = load_recordings(ds, cfg.sample_rate)
-    except (DatasetError, ValueError) as exc:
+        train_model(args.dataset, args.output, n_sources=args.sources,
+                    n_components=args.components, features=args.features, pairs=args.pairs,
+                    level_std_db=args.level_std_db, azimuth_only=args.azimuth_only,
+                    sample_rate=args.sample_rate, max_iter=args.max_iter, tol=args.tol,
+                    seed=args.seed, verbose=not args.quiet, log=say)
+    except TrainingError as exc:
         print(f"sbm-train: error: {exc}", file=sys.stderr)
         return 2
-    targets = ds.targets
-    names = ds.target_names
-    if args.azimuth_only:
-        targets, names = targets[:, :1], names[:1]
-    if args.sources == 1:
-        X, Y = single_source_set(recs, targets, cfg)
-        K = args.components or 32
-    else:
-        say(f"synthesising {args.pairs} two-source mixtures")
-        X, Y = two_source_set(recs, targets, cfg, n_pairs=args.pairs, seed=args.seed,
-                              level_std_db=args.level_std_db)
-        K = args.components or 100
-    say(f"features ready: N={X.shape[0]}, L={X.shape[1]}, D={Y.shape[1]} "
-        f"({time.perf_counter() - t0:.1f} s); fitting K={K}")
-    if K > X.shape[0]:
-        print(f"sbm-train: error: K={K} exceeds the number of training vectors {X.shape[0]}",
-              file=sys.stderr)
-        return 2
-    gllim = GLLiM(n_components=K, max_iter=args.max_iter, tol=args.tol,
-                  random_state=args.seed, verbose=not args.quiet).fit(X, Y)
-    model = SBMModel.from_gllim(gllim, cfg, n_sources=args.sources,
-                                dims_per_source=len(names), target_space=ds.units,
-                                camera=ds.camera, n_train=X.shape[0],
-                                info={"dataset": ds.root, "pairs_level_std_db":
-                                      args.level_std_db if args.sources == 2 else None})
-    model.save(args.output)
-    say(f"wrote {args.output}: K={gllim.n_components_} (asked {K}), {gllim.n_iter_} EM "
-        f"iterations, log-likelihood {gllim.lower_bound_:.3f}, fit {gllim.fit_time_:.1f} s, "
-        f"total {time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -79,6 +79,7 @@ def test_cli_round_trip(dataset, tmp_path, capsys):
     assert cli.train_main([dataset, '-o', model_path, '-K', '6', '-q']) == 0
     model = SBMModel.load(model_path)
     assert model.n_sources == 1 and model.target_space == 'degrees'
+    assert model.frame_var is not None and model.frame_var.shape == (model.params.dim_y,)
     # A 'speech-like' source at a test position between the training grid points.
     az, el = 7.0, 3.0
     x = synth.render(synth.babble(3 * 16000, 99), az, el)
