@@ -22,9 +22,10 @@ Numerical choices (method.md section 3), stated here once:
 * **sigma2 floor**: ``sigma2_d >= sigma_floor * median(sigma2)``, the median taken at the first
   M-step and then frozen (a fixed constraint, so EM stays monotone). Clean simulated features have
   dimensions with almost no residual that would otherwise dominate every posterior.
-* **A_k, b_k**: weighted least squares on ``[x, 1]``, solved with a Cholesky factorisation; a
-  component whose weighted scatter is (nearly) singular gets a tiny ridge on the ``A`` block (and
-  ``lstsq`` if that fails too), i.e. the minimum-norm least-squares solution.
+* **A_k, b_k**: weighted least squares on ``[x - mean(x), 1]``, all K solved in one batched
+  call; a component whose weighted scatter is (nearly) singular gets a tiny ridge on the ``A``
+  block (and ``lstsq`` if that fails too), i.e. the minimum-norm least-squares solution.
+  ``c_k`` and ``Gamma_k`` come from the same weighted moments.
 * **Initialisation**: deterministic k-means++ on ``x`` (seeded), a few Lloyd iterations, then hard
   responsibilities feed the first M-step.
 * **Component removal**: after each M-step, components whose responsibility mass ``r_k`` is below
@@ -39,7 +40,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -219,34 +219,38 @@ class GLLiM:
         rk = rk[keep]
         K = R.shape[1]
         pi = rk / rk.sum()
-        c = (R.T @ X) / rk[:, None]
-        # Gamma_k: weighted covariance, eigenvalues clipped at lam.
-        diff = X[None, :, :] - c[:, None, :]                             # (K, N, L)
-        Gamma = np.einsum("nk,knl,knm->klm", R, diff, diff, optimize=True) / rk[:, None, None]
-        lam = self._gamma_floor
-        evals, evecs = np.linalg.eigh(Gamma)
-        evals = np.maximum(evals, lam)
-        Gamma = np.einsum("kij,kj,klj->kil", evecs, evals, evecs)
-        # Weighted moments for A_k, b_k: Sxx_k (L+1, L+1) and Syx_k (D, L+1).
-        Xt = np.concatenate([X, np.ones((N, 1))], axis=1)
-        Sxx = np.einsum("nk,nl,nm->klm", R, Xt, Xt, optimize=True)       # (K, L+1, L+1)
+        # Weighted moments: Sxx_k (L+1, L+1) and Syx_k (D, L+1) over x~ = [x - xm, 1]
+        # (x centred on its global mean, so the moments below do not cancel catastrophically
+        # for targets far from 0, e.g. pixels).
+        Xc = X - self._x_mean
+        Xt = np.concatenate([Xc, np.ones((N, 1))], axis=1)
+        outer = (Xt[:, :, None] * Xt[:, None, :]).reshape(N, (L + 1) ** 2)
+        Sxx = (R.T @ outer).reshape(K, L + 1, L + 1)                     # (K, L+1, L+1)
         RX = (R[:, :, None] * Xt[:, None, :]).reshape(N, K * (L + 1))
         Syx = (Y.T @ RX).reshape(D, K, L + 1).transpose(1, 0, 2)         # (K, D, L+1)
-        Ab = np.empty((K, D, L + 1))
+        # c_k and Gamma_k (weighted covariance, eigenvalues clipped at lam) from the moments.
+        cc = Sxx[:, :L, L] / rk[:, None]                                 # centred means
+        c = cc + self._x_mean
+        Gamma = Sxx[:, :L, :L] / rk[:, None, None] - np.einsum("kl,km->klm", cc, cc)
+        Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
+        evals, evecs = np.linalg.eigh(Gamma)
+        evals = np.maximum(evals, self._gamma_floor)
+        Gamma = np.einsum("kij,kj,klj->kil", evecs, evals, evecs)
+        # A_k, b_k: all K weighted least-squares problems in one batched solve. A component
+        # whose weighted x-scatter is (nearly) singular gets a tiny ridge on the A block; if
+        # that is not enough, lstsq (minimum-norm solution).
         scale = np.trace(Sxx, axis1=1, axis2=2) / (L + 1)
-        for k in range(K):
-            S = Sxx[k].copy()
-            for attempt in range(3):
-                try:
-                    cf = cho_factor(S, lower=True, check_finite=False)
-                    if np.min(np.abs(np.diag(cf[0]))) < 1e-10 * np.sqrt(scale[k]):
-                        raise np.linalg.LinAlgError
-                    Ab[k] = cho_solve(cf, Syx[k].T, check_finite=False).T
-                    break
-                except (np.linalg.LinAlgError, ValueError):
-                    S[np.arange(L), np.arange(L)] += 1e-8 * scale[k] * 10 ** (3 * attempt)
-            else:
-                Ab[k] = np.linalg.lstsq(Sxx[k], Syx[k].T, rcond=None)[0].T
+        S = Sxx.copy()
+        ev = np.linalg.eigvalsh(S)
+        bad = ev[:, 0] < 1e-10 * ev[:, -1]
+        if np.any(bad):
+            S[np.ix_(np.nonzero(bad)[0], np.arange(L), np.arange(L))] += (
+                1e-8 * scale[bad, None, None] * np.eye(L)[None])
+        Ab = np.linalg.solve(S, Syx.transpose(0, 2, 1)).transpose(0, 2, 1)  # (K, D, L+1)
+        if np.any(bad):
+            for k in np.nonzero(bad)[0]:
+                if np.linalg.eigvalsh(S[k])[0] < 1e-12 * scale[k]:
+                    Ab[k] = np.linalg.lstsq(Sxx[k], Syx[k].T, rcond=None)[0].T
         # sigma2_d = (1/N) sum_k [sum_n r_nk y_dn^2 - 2 ab_dk . Syx_kd + ab_dk^T Sxx_k ab_dk].
         cross = np.einsum("kdl,kdl->d", Ab, Syx)
         quad = np.einsum("kdl,klm,kdm->d", Ab, Sxx, Ab, optimize=True)
@@ -258,8 +262,9 @@ class GLLiM:
                 med = float(np.mean(sigma2)) or 1.0
             self._sigma_floor_abs = max(self.sigma_floor * med, np.finfo(float).tiny)
         sigma2 = np.maximum(sigma2, self._sigma_floor_abs)
-        self.params_ = GLLiMParams(pi=pi, c=c, Gamma=Gamma, A=np.ascontiguousarray(Ab[:, :, :L]),
-                                   b=np.ascontiguousarray(Ab[:, :, L]), sigma2=sigma2)
+        A = np.ascontiguousarray(Ab[:, :, :L])
+        b = np.ascontiguousarray(Ab[:, :, L]) - A @ self._x_mean   # undo the centring of x
+        self.params_ = GLLiMParams(pi=pi, c=c, Gamma=Gamma, A=A, b=b, sigma2=sigma2)
         return int((~keep).sum())
 
     # ------------------------------------------------------------------ public API
@@ -269,18 +274,20 @@ class GLLiM:
         t0 = time.perf_counter()
         N, D = Y.shape
         rng = np.random.default_rng(self.random_state)
+        self._x_mean = X.mean(axis=0)
         var_x = float(np.mean(np.var(X, axis=0)))
         self._gamma_floor = self.gamma_reg * (var_x if var_x > 0 else 1.0)
         labels = _kmeans_pp(X, self.n_components, rng)
         R = np.zeros((N, self.n_components))
         R[np.arange(N), labels] = 1.0
-        Ysq_sum = np.sum(Y ** 2, axis=0)                                 # (D,)
+        Ysq = Y * Y                                                      # (N, D), once
+        Ysq_sum = Ysq.sum(axis=0)                                        # (D,)
         self.n_removed_ = self._m_step(X, Y, R, Ysq_sum, first=True)
         self.log_likelihoods_ = []
         self.converged_ = False
         self.n_iter_ = 0
         for it in range(1, self.max_iter + 1):
-            Ysq_w = (Y ** 2) @ (1.0 / self.params_.sigma2)
+            Ysq_w = Ysq @ (1.0 / self.params_.sigma2)
             log_joint = self._log_joint(X, Y, Ysq_w)
             log_norm = logsumexp(log_joint, axis=1)
             ll = float(np.mean(log_norm))
