@@ -41,6 +41,11 @@ setup(
         'console_scripts': [
             'sbm-train = sbm_ros.cli:train_main',
             'sbm-localize = sbm_ros.cli:localize_main',
+            'binaural_capture = sbm_ros.nodes.binaural_capture:main',
+            'sbm_localizer = sbm_ros.nodes.sbm_localizer:main',
+            'av_fusion = sbm_ros.nodes.av_fusion:main',
+            'virtual_head = sbm_ros.nodes.virtual_head:main',
+            'sbm-bag = sbm_ros.bag_offline:main',
         ],
     },
 )

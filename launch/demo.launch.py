@@ -1,0 +1,97 @@
+"""The sbm_ros demo on a machine with ROS 2 (Humble or newer):
+
+    ros2 launch sbm_ros demo.launch.py model_path:=/path/model_1src.npz \
+        [model_path_two:=/path/model_2src.npz] [rate:=1.0] [viewer:=rqt|rviz|none]
+
+Starts ``virtual_head`` (the scenario: audio, image, camera_info, faces, ground truth),
+``sbm_localizer`` and ``av_fusion``; optionally ``rqt_image_view`` on the overlay or RViz.
+Models: train them once with ``python -m sbm_ros.demo`` (cached in ~/.cache/sbm_ros/models,
+file names printed) or with ``sbm-train``. ``model_path_two`` and ``n_sources:=0`` (automatic
+one/two-source mode) need a localizer that declares them; otherwise leave them empty / 1.
+Topics can be remapped with the ``*_topic`` arguments.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, LaunchConfigurationEquals
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node, SetParameter
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare('sbm_ros')
+    args = [
+        DeclareLaunchArgument('scenario', default_value=PathJoinSubstitution(
+            [share, 'config', 'demo_scenario.yaml']), description='scenario YAML file'),
+        DeclareLaunchArgument('rate', default_value='1.0',
+                              description='virtual_head speed (1.0 = real time)'),
+        DeclareLaunchArgument('loop', default_value='true',
+                              description='replay the scenario when it ends'),
+        DeclareLaunchArgument('model_path', default_value='',
+                              description='one-source SBM model (.npz)'),
+        DeclareLaunchArgument('model_path_two', default_value='',
+                              description='two-source SBM model (.npz; needs a localizer '
+                              'with the automatic mode)'),
+        DeclareLaunchArgument('n_sources', default_value='1',
+                              description='1, 2, or 0 = automatic (with model_path_two)'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='all nodes on /clock (virtual_head then publishes '
+                              'it)'),
+        DeclareLaunchArgument('viewer', default_value='rqt',
+                              description="'rqt' (rqt_image_view on the overlay), 'rviz' or "
+                              "'none'"),
+        DeclareLaunchArgument('audio_topic', default_value='audio/audio_stamped',
+                              description='binaural audio chunks'),
+        DeclareLaunchArgument('audio_info_topic', default_value='audio/audio_info',
+                              description='audio format (latched)'),
+        DeclareLaunchArgument('image_topic', default_value='image', description='camera image'),
+        DeclareLaunchArgument('camera_info_topic', default_value='camera_info',
+                              description='camera calibration'),
+        DeclareLaunchArgument('faces_topic', default_value='faces',
+                              description='face detections (vision_msgs/Detection2DArray)'),
+        DeclareLaunchArgument('overlay_topic', default_value='overlay',
+                              description='image with faces and sound estimates'),
+    ]
+    lc = LaunchConfiguration
+    audio_remaps = [('audio/audio_stamped', lc('audio_topic')),
+                    ('audio/audio_info', lc('audio_info_topic'))]
+    cam_remaps = [('image', lc('image_topic')), ('camera_info', lc('camera_info_topic'))]
+    two = PythonExpression(["'", lc('model_path_two'), "' != ''"])
+
+    virtual_head = Node(
+        package='sbm_ros', executable='virtual_head', name='virtual_head', output='screen',
+        parameters=[
+            PathJoinSubstitution([share, 'config', 'virtual_head.yaml']),
+            {'scenario': lc('scenario'),
+             'rate': ParameterValue(lc('rate'), value_type=float),
+             'loop': ParameterValue(lc('loop'), value_type=bool),
+             'publish_clock': ParameterValue(lc('use_sim_time'), value_type=bool)}],
+        remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic'))])
+    # virtual_head drives /clock itself: it must not wait for it
+    virtual_head_params = [SetParameter(name='use_sim_time', value=False)]
+
+    localizer_params = {'model_path': lc('model_path'),
+                        'n_sources': ParameterValue(lc('n_sources'), value_type=int)}
+    localizer = Node(
+        package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
+        parameters=[localizer_params], remappings=audio_remaps + cam_remaps,
+        condition=IfCondition(PythonExpression(['not ', two])))
+    localizer_two = Node(
+        package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
+        parameters=[dict(localizer_params, model_path_two=lc('model_path_two'))],
+        remappings=audio_remaps + cam_remaps, condition=IfCondition(two))
+    fusion = Node(
+        package='sbm_ros', executable='av_fusion', name='av_fusion', output='screen',
+        parameters=[{'overlay_rate': 0.0, 'image_reliability': 'reliable'}],
+        remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic')),
+                                                ('overlay', lc('overlay_topic'))])
+    rqt = Node(package='rqt_image_view', executable='rqt_image_view', name='overlay_view',
+               arguments=[lc('overlay_topic')], condition=LaunchConfigurationEquals('viewer',
+                                                                                    'rqt'))
+    rviz = Node(package='rviz2', executable='rviz2', name='rviz2',
+                condition=LaunchConfigurationEquals('viewer', 'rviz'))
+    return LaunchDescription(args + virtual_head_params + [virtual_head] + [
+        SetParameter(name='use_sim_time', value=lc('use_sim_time')),
+        localizer, localizer_two, fusion, rqt, rviz])

@@ -1,0 +1,721 @@
+"""sbm_localizer: binaural audio chunks -> sound-source directions and image positions.
+
+Thin ROS wrapper around :class:`sbm_ros.localizer.SBMLocalizer` (features, activity mask,
+sliding window, Theorem-1 posterior); see the README's "ROS API" for topics and parameters.
+
+Design:
+
+* **Estimates are triggered by audio time**: after each chunk, if at least ``1/estimate_rate``
+  seconds of audio were pushed since the last estimate, the window is evaluated. No ROS timer
+  on the (possibly simulated) clock is involved, so bag replay works without ``/clock`` and at
+  any speed. Outputs carry the acquisition time of the window's last sample, computed from the
+  newest chunk's stamp (its first sample) plus the sample offset.
+* **Stream continuity**: each chunk's stamp is compared with the end of the previous one. A
+  backward step (``ros2 bag play --loop``, restarted publisher, out-of-order chunk) or a gap
+  (dropped chunks) larger than ``min(stamp_tolerance_s, half a chunk)`` flushes the window
+  (the noise floor is kept) with a throttled warning; a backward jump of the node clock does too.
+  Unstamped chunks (stamp 0) are stamped by sample count.
+* **Bad input never crashes the node**: wrong format / rate / channel count (from AudioInfo),
+  compressed audio (mp3), partial frames, non-finite samples, clipping, implausibly loud data
+  (random bytes) are each logged with a clear throttled message, and the node keeps serving.
+* **Model**: ``model_path`` may be empty, missing or corrupt at start (warning, nothing is
+  published). Setting it at runtime loads the new model inside the parameter callback: a file
+  that cannot be used (ModelError text) or whose source count differs from ``n_sources`` is
+  refused and the previous model stays in use.
+* **Automatic source count** (``n_sources: 0``): ``model_path`` holds a one-source model and
+  ``model_path_two`` a two-source model of the same feature settings; every window is
+  evaluated with both and the two-source answer is published when its calibrated evidence wins
+  by ``auto_threshold`` (see :class:`sbm_ros.localizer.SBMLocalizer`). Without a usable
+  ``model_path_two`` the node localises one source and says so.
+* **Cameras**: a degree model needs ``camera_info`` for ``sound_sources`` /
+  ``sound_image_markers``; a pixel model needs a camera for ``sound_directions`` /
+  ``sound_markers`` and uses the camera stored in the model file when ``camera_info`` is absent
+  (``use_model_camera``). Whatever cannot be produced is skipped with a throttled warning; the
+  rest keeps being published. The camera is assumed at the head origin, axes aligned (REP 103).
+* **Diagnostics** on ``/diagnostics`` from a steady-clock timer (so they also flow while a
+  simulated clock is stopped): model, audio format, window fill, active fraction, latency,
+  dropped chunks, flushes, rejected chunks, silent windows. The same timer warns when a
+  subscribed topic has publishers but nothing arrived (QoS mismatch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+
+from sbm_ros.nodes.common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos,
+                                  fraction, latched_qos, non_negative, ns_to_stamp, one_of,
+                                  positive, run, stamp_to_ns, stream_qos)
+
+NODE_NAME = 'sbm_localizer'
+RAW_CODINGS = ('', 'wave', 'wav', 'pcm', 'raw', 'linear_pcm', 'lpcm')
+
+
+def _reliability_ok(v) -> Optional[str]:
+    return None if str(v).lower() in ('reliable', 'best_effort') else \
+        "must be 'reliable' or 'best_effort'"
+
+
+def _percentile_ok(v) -> Optional[str]:
+    return None if 0.0 < v < 100.0 else 'must be within (0, 100)'
+
+
+PARAMS = [
+    Param('model_path', '', 'SBM model file (.npz, from sbm-train or av_fusion). Setting it at '
+          'runtime reloads the model; an unusable file is refused (the old model stays).'),
+    Param('n_sources', 1, 'Number of simultaneous sources to localise: 1 or 2 (must match the '
+          'model), or 0 = automatic (one-source model_path + two-source model_path_two).',
+          one_of(0, 1, 2)),
+    Param('model_path_two', '', 'Two-source SBM model used when n_sources is 0 (automatic); '
+          'setting it at runtime reloads it.'),
+    Param('auto_threshold', 0.3, 'Automatic mode: the two-source answer is published when its '
+          'log-evidence exceeds the one-source one by this many nats per active entry.'),
+    Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
+          'two.', non_negative),
+    Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '
+          'stream, not by a ROS timer).', positive),
+    Param('min_active_fraction', 0.02, 'Minimum fraction of active (frame, bin) entries in '
+          'the window for an estimate; below it the window is silent and nothing is published.',
+          fraction),
+    Param('min_fill', 0.5, 'Minimum filled fraction of the window for an estimate (after '
+          'start or a flush).', fraction),
+    Param('mask_margin_db', 6.0, 'Activity mask: margin above the tracked noise floor (dB).'),
+    Param('noise_window_s', 4.0, 'Activity mask: history of the noise-floor tracker (s).',
+          positive),
+    Param('noise_percentile', 10.0, 'Activity mask: low percentile of the per-bin power taken '
+          'as the noise floor.', _percentile_ok),
+    Param('confidence_scale', 0.0, 'Posterior std giving confidence 0.5 (target units); 0 = '
+          '2 degrees (or 2 degrees worth of pixels).', non_negative),
+    Param('sample_rate', 16000, 'Sample rate assumed until an AudioInfo arrives (Hz).',
+          positive),
+    Param('channels', 2, 'Channel count assumed until an AudioInfo arrives.', positive),
+    Param('sample_format', 'S16LE', 'Sample format assumed until an AudioInfo arrives.',
+          one_of(*SAMPLE_FORMATS)),
+    Param('audio_reliability', 'reliable', "QoS reliability of the audio subscription: "
+          "'reliable' or 'best_effort' (read at start).", _reliability_ok, read_only=True),
+    Param('audio_depth', 100, 'QoS history depth of the audio subscription (read at start).',
+          positive, read_only=True),
+    Param('stamp_tolerance_s', 0.03, 'A chunk stamp off the end of the previous chunk by more '
+          'than min(this, half a chunk) flushes the window (gap or backward jump).', positive),
+    Param('head_frame_id', '', "frame_id of sound_directions / sound_markers; '' = the audio "
+          "chunks' frame_id (else 'head')."),
+    Param('camera_frame_id', '', "frame_id of sound_sources / sound_image_markers; '' = the "
+          "camera_info frame (else the model's camera frame, else 'camera')."),
+    Param('use_model_camera', True, 'Use the camera stored in a pixel model when no '
+          'camera_info was received.'),
+    Param('marker_distance', 1.5, 'Length of the RViz arrows in sound_markers (m).', positive),
+    Param('marker_lifetime_s', 0.5, 'Lifetime of markers and image markers (s).', positive),
+    Param('clip_level', 0.999, 'Samples with |x| >= this (full scale 1.0) count as clipped.',
+          positive),
+    Param('clip_warn_fraction', 0.001, 'Warn when more than this fraction of a chunk is '
+          'clipped (localisation goes on).', fraction),
+    Param('loud_warn_dbfs', -8.0, 'Warn when a chunk is louder than this RMS level (dBFS): '
+          'usually random data or a wrong sample format.'),
+    Param('diagnostics_period_s', 1.0, 'Period of /diagnostics and of the QoS checks (steady '
+          'clock, s; read at start).', positive, read_only=True),
+    Param('log_throttle_s', 5.0, 'Minimum interval between two log messages of the same kind '
+          '(suppressed ones are counted in the next).', non_negative),
+    Param('no_data_warn_s', 3.0, 'Warn when a subscribed topic has publishers but nothing '
+          'arrived for this long (s).', positive),
+]
+_SPECS = {p.name: p for p in PARAMS}
+#: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
+_REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
+            'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold')
+
+
+class SbmLocalizerNode(Node):
+
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import CameraInfo
+        from vision_msgs.msg import Detection2DArray
+        from visualization_msgs.msg import ImageMarker, MarkerArray
+
+        self._last_log = {}
+        self.model = None
+        self.model_path_loaded = ''
+        self.model_two = None
+        self.model_two_path_loaded = ''
+        self.model_camera = None
+        self.loc = None
+        self._dirty = True
+        self.stats = {k: 0 for k in ('chunks', 'rejected', 'dropped_chunks', 'flushes',
+                                     'estimates', 'silent_windows', 'clipped_chunks',
+                                     'nonfinite_chunks', 'partial_frames', 'zero_chunks')}
+        self.info = None                # (rate, channels, fmt, coding) from AudioInfo
+        self.format_problem = None
+        self.camera_info_cam = None
+        self.camera_info_frame = ''
+        self._reset_stream_state()
+        self.last_window = {'fill': 0.0, 'active_fraction': 0.0, 'latency_s': float('nan'),
+                            'stamp_ns': 0, 'silent': True}
+        self._last_estimate_mono = None
+        self._last_clock_ns = None
+
+        self.p = declare_parameters(self, PARAMS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        out_qos = stream_qos('reliable', 10)
+        self.pub_sources = self.create_publisher(Detection2DArray, 'sound_sources', out_qos)
+        self.pub_dirs = self.create_publisher(PoseArray, 'sound_directions', out_qos)
+        self.pub_markers = self.create_publisher(MarkerArray, 'sound_markers', out_qos)
+        self.pub_img_markers = self.create_publisher(ImageMarker, 'sound_image_markers',
+                                                     out_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+        audio_qos = stream_qos(self.p['audio_reliability'], self.p['audio_depth'])
+        cam_qos = stream_qos('best_effort', 5)     # matches reliable and best-effort cameras
+        self.sub_audio = self.create_subscription(AudioDataStamped, 'audio/audio_stamped',
+                                                  self._on_audio, audio_qos)
+        self.sub_info = self.create_subscription(AudioInfo, 'audio/audio_info',
+                                                 self._on_audio_info, latched_qos())
+        self.sub_cam = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                                cam_qos)
+        self._watch = {s.topic_name: {'sub': s, 'qos': q, 'since': None, 'last': None}
+                       for s, q in ((self.sub_audio, audio_qos), (self.sub_info, latched_qos()),
+                                    (self.sub_cam, cam_qos))}
+        self.get_logger().info(
+            f'subscribed {self.sub_audio.topic_name} [{describe_qos(audio_qos)}], '
+            f'{self.sub_info.topic_name} [{describe_qos(latched_qos())}], '
+            f'{self.sub_cam.topic_name} [{describe_qos(cam_qos)}]; publishing '
+            f'{self.pub_sources.topic_name}, {self.pub_dirs.topic_name}, '
+            f'{self.pub_markers.topic_name}, {self.pub_img_markers.topic_name} '
+            f'[{describe_qos(out_qos)}]')
+
+        path = self.p['model_path']
+        if not path:
+            self.get_logger().warning(
+                "no model_path set: publishing nothing until one is set (e.g. ros2 param set "
+                f"{self.get_fully_qualified_name()} model_path /path/to/model.npz)")
+        else:
+            model, err = self._load_model(path, self.p['n_sources'] or 1)
+            if err:
+                self.get_logger().error(f'{err}; publishing nothing until a good model_path '
+                                        f'is set')
+            else:
+                self._apply_model(path, model)
+        self._load_model_two(self.p['model_path_two'], self.p['n_sources'])
+
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.p['diagnostics_period_s'], self._on_diagnostics_timer,
+                          clock=steady)
+
+    # ================================================================== helpers
+    def _throttled(self, level: str, key: str, msg: str, period: Optional[float] = None) -> None:
+        """Log ``msg`` at most once per ``period`` s (default: parameter ``log_throttle_s``)
+        per ``key``; suppressed ones are counted."""
+        if period is None:
+            period = self._param('log_throttle_s')
+        now = time.monotonic()
+        last = self._last_log.get(key)
+        if last is None or now - last[0] >= period:
+            extra = f' ({last[1]} similar message(s) suppressed)' if last and last[1] else ''
+            log = self.get_logger()
+            # one call site per severity: rclpy refuses two severities from the same line
+            if level == 'error':
+                log.error(msg + extra)
+            elif level == 'warn':
+                log.warning(msg + extra)
+            else:
+                log.info(msg + extra)
+            self._last_log[key] = [now, 0]
+        else:
+            last[1] += 1
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _reset_stream_state(self) -> None:
+        self.expected_ns = None         # stamp expected for the next chunk
+        self.chunk_anchor = None        # (stamp_ns of the newest chunk, its first sample index)
+        self.samples_pushed = 0         # since the last flush
+        self.since_estimate = 0
+        self.last_chunk_ns = 0
+
+    def _flush(self, reason: str, key: str) -> None:
+        self.stats['flushes'] += 1
+        if self.loc is not None:
+            self.loc.reset(keep_noise_floor=True)
+        self._reset_stream_state()
+        self._throttled('warn', key, f'{reason}: window flushed')
+
+    # ================================================================== model / parameters
+    @staticmethod
+    def _load_model(path: str, n_sources: int):
+        """(model, None) or (None, error text)."""
+        from sbm_ros.model import ModelError, SBMModel
+        try:
+            model = SBMModel.load(os.path.expanduser(path))
+        except ModelError as exc:
+            return None, f'cannot load model: {exc}'
+        except Exception as exc:  # noqa: BLE001 - any unexpected failure is reported, not raised
+            return None, f'cannot load model {path!r}: {type(exc).__name__}: {exc}'
+        if model.n_sources != int(n_sources):
+            return None, (f'model {path!r} localises {model.n_sources} source(s) but '
+                          f'n_sources={n_sources}: set n_sources to {model.n_sources} (in the '
+                          f'same call) or use a {n_sources}-source model')
+        return model, None
+
+    def _load_model_two(self, path: str, n_sources: int) -> Optional[str]:
+        """Load (or clear) the two-source model of the automatic mode; returns an error."""
+        if not path:
+            self.model_two, self.model_two_path_loaded = None, ''
+            if int(n_sources) == 0:
+                self.get_logger().warning('n_sources is 0 (automatic) but model_path_two is '
+                                          'empty: localising one source only')
+            self._dirty = True
+            return None
+        model, err = self._load_model(path, 2)
+        if err:
+            self.get_logger().error(f'model_path_two: {err}' + (
+                f'; still using {self.model_two_path_loaded}' if self.model_two else ''))
+            return err
+        self.model_two, self.model_two_path_loaded = model, path
+        self._dirty = True
+        self.get_logger().info(f'two-source model {path}: K={model.n_components}, targets '
+                               f'{model.target_names} ({model.target_space})')
+        return None
+
+    def _apply_model(self, path: str, model) -> None:
+        from sbm_ros.geometry import PinholeCamera
+        self.model = model
+        self.model_path_loaded = path
+        self.model_camera = None
+        if model.camera:
+            try:
+                self.model_camera = PinholeCamera.from_camera_info_dict(model.camera)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.get_logger().warning(f'the camera stored in the model is unusable: {exc}')
+        self._dirty = True
+        cfg = model.feature_config
+        self.get_logger().info(
+            f'model {path}: {model.n_sources} source(s), targets {model.target_names} '
+            f'({model.target_space}), K={model.n_components}, features {cfg.feature_type} '
+            f'D={cfg.dim} at {cfg.sample_rate} Hz'
+            + (', camera stored in the model' if self.model_camera else ''))
+
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        new = {ch.name: ch.value for ch in changes}
+        for name, value in new.items():
+            spec = _SPECS.get(name)
+            err = spec.validate(value) if spec and spec.validate else None
+            if err:
+                return SetParametersResult(successful=False, reason=f'{name}={value!r}: {err}')
+        n_param = int(new.get('n_sources', self._param('n_sources')))
+        n = n_param or 1          # automatic mode: model_path is the one-source model
+        if 'model_path_two' in new:
+            err = self._load_model_two(str(new['model_path_two']), n_param)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        if 'model_path' in new:
+            path = str(new['model_path'])
+            if not path:
+                self.model, self.loc = None, None
+                self.model_path_loaded = ''
+                self.get_logger().warning('model_path cleared: publishing nothing')
+            else:
+                model, err = self._load_model(path, n)
+                if err:
+                    self.get_logger().error(f"refused model_path={path!r}: {err}" + (
+                        f'; still using {self.model_path_loaded}' if self.model else ''))
+                    return SetParametersResult(successful=False, reason=err)
+                self._apply_model(path, model)
+        elif 'n_sources' in new and self.model is not None and self.model.n_sources != n:
+            reason = (f'n_sources={n} but the model {self.model_path_loaded!r} localises '
+                      f'{self.model.n_sources} source(s): set model_path to a {n}-source model '
+                      f'in the same call')
+            self.get_logger().error(f'refused {reason}')
+            return SetParametersResult(successful=False, reason=reason)
+        if any(k in new for k in _REBUILD):
+            self._dirty = True
+        return SetParametersResult(successful=True)
+
+    def _rebuild(self) -> None:
+        """(Re)create the streaming localiser from the current model and parameters."""
+        from sbm_ros.localizer import SBMLocalizer
+        self._dirty = False
+        self.loc = None
+        self._reset_stream_state()
+        if self.model is None:
+            return
+        self.format_problem = self._format_problem()
+        ws = self._param('window_s') or None
+        cs = self._param('confidence_scale') or None
+        auto = self._param('n_sources') == 0 and self.model_two is not None
+        try:
+            self.loc = SBMLocalizer(
+                self.model, window_s=ws, min_active_fraction=self._param('min_active_fraction'),
+                min_fill=self._param('min_fill'), noise_window_s=self._param('noise_window_s'),
+                noise_percentile=self._param('noise_percentile'),
+                mask_margin_db=self._param('mask_margin_db'), confidence_scale=cs,
+                model_two=self.model_two if auto else None, n_sources=0 if auto else None,
+                auto_threshold=self._param('auto_threshold'))
+        except ValueError as exc:
+            self._throttled('error', 'rebuild', f'cannot build the localiser: {exc}')
+            return
+        self.get_logger().info(
+            f'localiser ready: window {self.loc.window_s:.2f} s ({self.loc.window_frames} '
+            f'frames), an estimate every {1.0 / self._param("estimate_rate"):.3f} s of audio'
+            + (', automatic 1/2 source count' if auto else ''))
+
+    # ================================================================== audio format
+    def _audio_format(self):
+        if self.info is not None:
+            return self.info
+        return (int(self._param('sample_rate')), int(self._param('channels')),
+                str(self._param('sample_format')).upper(), 'wave')
+
+    def _format_problem(self) -> Optional[str]:
+        rate, channels, fmt, coding = self._audio_format()
+        src = 'AudioInfo' if self.info is not None else 'parameters'
+        if coding.lower() not in RAW_CODINGS:
+            return (f"{src}: coding_format {coding!r} is not raw PCM: sbm_localizer needs "
+                    f"uncompressed interleaved samples (coding_format 'wave'; e.g. "
+                    f"audio_capture with format:=wave)")
+        if fmt not in SAMPLE_FORMATS:
+            return (f'{src}: unsupported sample_format {fmt!r} (supported: '
+                    f"{', '.join(SAMPLE_FORMATS)})")
+        if channels != 2:
+            return (f'{src}: {channels} channel(s); the localiser needs 2 (left ear, right '
+                    f'ear) interleaved')
+        if self.model is not None and rate != self.model.feature_config.sample_rate:
+            return (f'{src}: audio sample rate {rate} Hz does not match the model\'s '
+                    f'{self.model.feature_config.sample_rate} Hz (publish at the model rate or '
+                    f'retrain the model at {rate} Hz)')
+        return None
+
+    def _on_audio_info(self, msg) -> None:
+        self._mark_rx('info')
+        info = (int(msg.sample_rate), int(msg.channels), str(msg.sample_format).upper(),
+                str(msg.coding_format))
+        if info == self.info:
+            return
+        before = self._audio_format()           # assumed from parameters until now
+        old, self.info = self.info, info
+        if info != before or self.format_problem:
+            self._dirty = True       # another format: restart the stream cleanly
+        problem = self._format_problem()
+        if problem:
+            self.get_logger().error(f'rejecting audio: {problem}')
+        else:
+            self.get_logger().info(
+                f'audio format: {info[0]} Hz, {info[1]} ch, {info[2]}, coding '
+                f'{info[3]!r}' + (' (changed)' if old else ''))
+
+    # ================================================================== camera
+    def _on_camera_info(self, msg) -> None:
+        self._mark_rx('cam')
+        from sbm_ros.ros_convert import camera_from_camera_info
+        try:
+            cam = camera_from_camera_info(msg)
+        except ValueError as exc:
+            self._throttled('warn', 'badcam', f'ignoring camera_info: {exc}', period=10.0)
+            return
+        if self.camera_info_cam is None:
+            self.get_logger().info(f'camera_info received: {cam.width}x{cam.height}, '
+                                   f'fx={cam.fx:.1f} fy={cam.fy:.1f} frame '
+                                   f'{msg.header.frame_id!r}')
+        self.camera_info_cam = cam
+        self.camera_info_frame = msg.header.frame_id
+
+    def _camera(self):
+        if self.camera_info_cam is not None:
+            return self.camera_info_cam
+        if self.model_camera is not None and self._param('use_model_camera'):
+            return self.model_camera
+        return None
+
+    # ================================================================== audio
+    def _mark_rx(self, which: str) -> None:
+        topic = {'audio': self.sub_audio, 'info': self.sub_info,
+                 'cam': self.sub_cam}[which].topic_name
+        w = getattr(self, '_watch', {}).get(topic)
+        if w is not None:
+            w['last'] = time.monotonic()
+
+    def _reject(self, key: str, msg: str, level: str = 'warn') -> None:
+        self.stats['rejected'] += 1
+        self._throttled(level, key, msg)
+
+    def _on_audio(self, msg) -> None:
+        self._mark_rx('audio')
+        self.stats['chunks'] += 1
+        try:
+            self._process_chunk(msg)
+        except Exception as exc:  # noqa: BLE001 - a bad chunk must never kill the node
+            self.stats['rejected'] += 1
+            self._throttled('error', 'unexpected', f'chunk dropped after an unexpected error: '
+                            f'{type(exc).__name__}: {exc}')
+            self._flush('after the error above', 'flush-error')
+
+    def _process_chunk(self, msg) -> None:
+        if self.model is None:
+            self._reject('nomodel', 'audio arriving but no usable model is loaded: set '
+                         'model_path (publishing nothing)', level='warn')
+            return
+        if self._dirty:
+            self._rebuild()
+            if self.loc is None:
+                return
+        if self.format_problem is None and self.info is None and not getattr(
+                self, '_warned_noinfo', False):
+            self._warned_noinfo = True
+            rate, ch, fmt, _ = self._audio_format()
+            self.get_logger().warning(f'no AudioInfo received on {self.sub_info.topic_name} yet:'
+                                      f' assuming {rate} Hz, {ch} ch, {fmt} (parameters)')
+        if self.format_problem:
+            self._reject('format', f'rejecting audio: {self.format_problem}', level='error')
+            return
+        from sbm_ros.audio_io import bytes_per_sample, pcm_bytes_to_float
+        rate, channels, fmt, _ = self._audio_format()
+        data = msg.audio.data
+        frame = channels * bytes_per_sample(fmt)
+        rem = len(data) % frame
+        if rem:
+            self.stats['partial_frames'] += 1
+            self._throttled('warn', 'partial', f'audio chunk of {len(data)} bytes is not a whole '
+                            f'number of {frame}-byte frames ({channels} ch {fmt}): dropped the '
+                            f'trailing {rem} byte(s)')
+        x = pcm_bytes_to_float(data, channels, fmt, strict=False)
+        n = x.shape[0]
+        if n == 0:
+            self._reject('empty', f'empty audio chunk ({len(data)} bytes) ignored')
+            return
+        if not np.all(np.isfinite(x)):
+            self.stats['nonfinite_chunks'] += 1
+            self._reject('nonfinite', f'audio chunk with {int(np.sum(~np.isfinite(x)))} '
+                         f'non-finite sample(s) (NaN/inf) dropped')
+            self._flush('after a non-finite chunk', 'flush-nonfinite')
+            return
+
+        if not np.any(x):
+            # Digital silence (muted input) carries nothing: it is neither localised nor fed
+            # to the noise-floor tracker (a floor of exact zeros would make any later noise
+            # "active"); the stream restarts cleanly with the next non-zero chunk.
+            self.stats['zero_chunks'] += 1
+            self._throttled('info', 'zeros', 'digital silence (all-zero audio chunks): muted '
+                            'input? publishing nothing', period=30.0)
+            if self.loc is not None and self.samples_pushed:
+                self.loc.reset(keep_noise_floor=True)
+            self._reset_stream_state()
+            self.last_window.update(fill=0.0, active_fraction=0.0, silent=True)
+            self.stats['silent_windows'] += 1
+            return
+
+        # ---- stream continuity
+        stamp = stamp_to_ns(msg.header.stamp)
+        dur_ns = n * 1_000_000_000 // rate
+        if stamp == 0:
+            self._throttled('warn', 'nostamp', 'audio chunk without stamp (0): stamping it by '
+                            'sample count', period=30.0)
+            stamp = self.expected_ns if self.expected_ns is not None else \
+                self.get_clock().now().nanoseconds
+        now_ns = self.get_clock().now().nanoseconds
+        tol_ns = int(self._param('stamp_tolerance_s') * 1e9)
+        if self._last_clock_ns is not None and now_ns < self._last_clock_ns - tol_ns:
+            self._flush(f'ROS time jumped backwards by {(self._last_clock_ns - now_ns) / 1e9:.3f}'
+                        f' s (bag loop?)', 'clockjump')
+        self._last_clock_ns = now_ns
+        if self.expected_ns is not None:
+            err = stamp - self.expected_ns
+            tol = min(tol_ns, self.last_chunk_ns // 2) if self.last_chunk_ns else tol_ns
+            if err < -tol:
+                self._flush(f'audio stamps went backwards by {-err / 1e9:.3f} s (bag loop, '
+                            f'restarted publisher or out-of-order chunk)', 'backwards')
+            elif err > tol:
+                missing = max(1, int(round(err / max(self.last_chunk_ns, 1))))
+                self.stats['dropped_chunks'] += missing
+                self._flush(f'gap of {err / 1e9:.3f} s in the audio stamps (~{missing} chunk(s) '
+                            f'missing)', 'gap')
+
+        # ---- level checks (warn, still localise)
+        ax = np.abs(x)
+        clipped = float(np.mean(ax >= self._param('clip_level')))
+        if clipped > self._param('clip_warn_fraction'):
+            self.stats['clipped_chunks'] += 1
+            self._throttled('warn', 'clip', f'audio clipped: {100 * clipped:.1f}% of the samples '
+                            f'of a chunk at full scale (lower the input gain); still localising')
+        rms = float(np.sqrt(np.mean(x * x)))
+        if rms > 0 and 20 * math.log10(rms) > self._param('loud_warn_dbfs'):
+            self._throttled('warn', 'loud', f'audio level implausibly high (RMS '
+                            f'{20 * math.log10(rms):.1f} dBFS): random data, or a wrong '
+                            f'sample_format/endianness (using {fmt})?')
+
+        # ---- push and maybe estimate
+        self.chunk_anchor = (stamp, self.samples_pushed)
+        self.loc.push_audio(x)
+        self.samples_pushed += n
+        self.since_estimate += n
+        self.expected_ns = stamp + dur_ns
+        self.last_chunk_ns = dur_ns
+        if msg.header.frame_id:
+            self._audio_frame = msg.header.frame_id
+        hop = max(1, int(round(rate / self._param('estimate_rate'))))
+        if self.since_estimate >= hop:
+            self.since_estimate = 0
+            self._estimate(rate, now_ns)
+
+    def _estimate(self, rate: int, now_ns: int) -> None:
+        from std_msgs.msg import Header
+        from sbm_ros import ros_convert as rc
+        loc = self.loc
+        est = loc.estimate()
+        w = loc.window
+        self.last_window['fill'] = w.n_frames / loc.window_frames
+        self.last_window['active_fraction'] = w.active_fraction
+        if est is None:
+            self.stats['silent_windows'] += 1
+            self.last_window['silent'] = True
+            return
+        self.last_window['silent'] = False
+        stamp0, first = self.chunk_anchor
+        end_ns = stamp0 + (est.end_sample - 1 - first) * 1_000_000_000 // rate
+        self.last_window['stamp_ns'] = end_ns
+        self.last_window['latency_s'] = (now_ns - end_ns) / 1e9 if now_ns > 0 else float('nan')
+        model = self.model
+        cam = self._camera()
+        outs = rc.resolve_sources(est.sources, model.target_space, model.dims_per_source, cam)
+        stamp = ns_to_stamp(end_ns)
+        head = Header(stamp=stamp, frame_id=self._param('head_frame_id')
+                      or getattr(self, '_audio_frame', '') or 'head')
+        cam_frame = (self._param('camera_frame_id') or self.camera_info_frame
+                     or (cam.frame_id if cam is not None else '') or 'camera')
+        img = Header(stamp=stamp, frame_id=cam_frame)
+        life = self._param('marker_lifetime_s')
+        have_px = any(o.pixel is not None for o in outs)
+        have_dir = any(o.direction is not None for o in outs)
+        if have_px:
+            self.pub_sources.publish(rc.detections_msg(img, outs))
+            for m in rc.image_marker_msgs(img, outs, lifetime_s=life):
+                self.pub_img_markers.publish(m)
+        elif model.target_space == 'degrees' and cam is None:
+            self._throttled('warn', 'nocam-px', f'no camera_info received on '
+                            f'{self.sub_cam.topic_name}: sound_sources and sound_image_markers '
+                            f'cannot be produced with a model in degrees (publishing '
+                            f'sound_directions and sound_markers only)', period=15.0)
+        if have_dir:
+            self.pub_dirs.publish(rc.pose_array_msg(head, outs))
+            self.pub_markers.publish(rc.marker_array_msg(
+                head, outs, distance=self._param('marker_distance'), lifetime_s=life))
+        elif model.target_space == 'pixels' and cam is None:
+            self._throttled('warn', 'nocam-dir', f'no camera_info received on '
+                            f'{self.sub_cam.topic_name} and no usable camera in the pixel model'
+                            f' (use_model_camera={self._param("use_model_camera")}): '
+                            f'sound_directions and sound_markers cannot be produced (publishing '
+                            f'sound_sources and sound_image_markers only)', period=15.0)
+        self.stats['estimates'] += 1
+        self._last_estimate_mono = time.monotonic()
+
+    # ================================================================== diagnostics
+    def _check_silent_topics(self) -> None:
+        now = time.monotonic()
+        limit = self._param('no_data_warn_s')
+        for topic, w in self._watch.items():
+            if w['last'] is not None:
+                continue            # something arrived: QoS and wiring are fine
+            try:
+                pubs = self.get_publishers_info_by_topic(topic)
+            except Exception:  # noqa: BLE001 - graph queries are best effort
+                continue
+            if not pubs:
+                w['since'] = None
+                continue
+            if w['since'] is None:
+                w['since'] = now    # first time we see a publisher
+            if now - w['since'] < limit:
+                continue
+            ours = w['qos']
+            details = []
+            for info in pubs:
+                q = info.qos_profile
+                rel = 'reliable' if q.reliability == ReliabilityPolicy.RELIABLE else 'best_effort'
+                dur = ('transient_local' if q.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                       else 'volatile')
+                bad = []
+                if ours.reliability == ReliabilityPolicy.RELIABLE and rel != 'reliable':
+                    bad.append('reliability')
+                if (ours.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                        and dur != 'transient_local'):
+                    bad.append('durability')
+                details.append(f"{info.node_name} [{rel}/{dur}]"
+                               + (f" INCOMPATIBLE {'+'.join(bad)}" if bad else ''))
+            self._throttled('warn', f'silent-topic:{topic}',
+                            f'{topic} has {len(pubs)} publisher(s) but nothing arrived in '
+                            f'{limit:g} s; '
+                            f'we subscribe with {describe_qos(ours)}; publishers: '
+                            f"{', '.join(details)}", period=15.0)
+
+    def _on_diagnostics_timer(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+        self._check_silent_topics()
+        if self.model is not None and self._dirty:
+            self._rebuild()       # keep the format check up to date without audio
+        audio_watch = self._watch[self.sub_audio.topic_name]
+        now = time.monotonic()
+        audio_recent = audio_watch['last'] is not None and now - audio_watch['last'] < 2.0
+        est_recent = (self._last_estimate_mono is not None
+                      and now - self._last_estimate_mono < 2.0)
+        lw = self.last_window
+        s = DiagnosticStatus()
+        s.name = f'{self.get_name()}: sound source localisation'
+        s.hardware_id = 'binaural_head'
+        if self.model is None:
+            s.level = DiagnosticStatus.ERROR
+            s.message = 'no usable model: set model_path'
+        elif self.format_problem:
+            s.level, s.message = DiagnosticStatus.ERROR, self.format_problem
+        elif not audio_recent:
+            s.level, s.message = DiagnosticStatus.WARN, 'no audio received'
+        elif not est_recent:
+            s.level = DiagnosticStatus.OK
+            s.message = (f"silent: no estimate (active fraction {lw['active_fraction']:.3f} < "
+                         f"{self._param('min_active_fraction')} or window "
+                         f"{100 * lw['fill']:.0f}% filled)")
+        else:
+            s.level, s.message = DiagnosticStatus.OK, 'localising'
+        rate, ch, fmt, coding = self._audio_format()
+        vals = {
+            'model_path': self.model_path_loaded or '(none)',
+            'model': (f'{self.model.n_sources} source(s), {self.model.target_space}, '
+                      f'K={self.model.n_components}') if self.model else '(none)',
+            'model_path_two': self.model_two_path_loaded or '(none)',
+            'source_count': ('automatic' if self.loc is not None and self.loc.n_sources == 0
+                             else str(self.model.n_sources if self.model else '')),
+            'audio_format': f'{rate} Hz {ch} ch {fmt} {coding}' + (
+                '' if self.info else ' (assumed, no AudioInfo)'),
+            'window_s': f'{self.loc.window_s:.3f}' if self.loc else '',
+            'window_fill': f"{lw['fill']:.3f}",
+            'active_fraction': f"{lw['active_fraction']:.4f}",
+            'silent': str(lw['silent']),
+            'latency_s': f"{lw['latency_s']:.4f}",
+            'last_estimate_stamp': f"{lw['stamp_ns'] / 1e9:.6f}",
+            'camera': ('camera_info' if self.camera_info_cam is not None else
+                       'model' if self._camera() is not None else 'none'),
+        }
+        vals.update({k: str(v) for k, v in self.stats.items()})
+        s.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [s]
+        self.pub_diag.publish(arr)
+
+
+def main(args=None) -> int:
+    return run(SbmLocalizerNode, args=args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
