@@ -41,6 +41,7 @@ setup(
         'console_scripts': [
             'sbm-train = sbm_ros.cli:train_main',
             'sbm-localize = sbm_ros.cli:localize_main',
+            'sbm-bench = sbm_ros.bench:main',
             'binaural_capture = sbm_ros.nodes.binaural_capture:main',
             'sbm_localizer = sbm_ros.nodes.sbm_localizer:main',
             'av_fusion = sbm_ros.nodes.av_fusion:main',

@@ -1,0 +1,164 @@
+"""The benchmark command (`sbm-bench --quick`): produces its report and plots, and they are sane.
+
+Runs the quick mode once (about 2 minutes on 2 cores) into a temporary folder; needs the
+virtual head's dependencies (slab's KEMAR set, cached after the first use) and espeak-ng.
+"""
+
+import math
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("soundfile")
+
+if shutil.which("espeak-ng") is None:
+    pytest.skip("espeak-ng is not installed (speech test signals)", allow_module_level=True)
+
+from sbm_ros import bench  # noqa: E402
+
+NUM = r"([0-9]+(?:\.[0-9]+)?)"
+PM = NUM + r" ± " + NUM
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("bench")
+    rc = bench.main(["--quick", "--out-dir", str(out_dir), "--seed", "0"])
+    assert rc == 0
+    text = (out_dir / "benchmark.md").read_text()
+    return out_dir, text
+
+
+def _section(text, title):
+    i = text.index(title)
+    j = text.find("\n## ", i + len(title))
+    return text[i:j if j > 0 else None]
+
+
+def _table_rows(block):
+    """Rows (lists of cells) of the first Markdown table in ``block`` (header excluded)."""
+    lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+    assert len(lines) >= 3, "no Markdown table found"
+    assert set(lines[1].replace("|", "").strip()) <= set("-: "), "second line is not a rule"
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _table1(text, room):
+    sec = _section(text, "## Table I")
+    block = sec[sec.index(f"**{room}"):]
+    end = block.find("\n**", 3)
+    block = block[:end if end > 0 else None]
+    rows = {}
+    for cells in _table_rows(block):
+        az = re.fullmatch(PM, cells[2])
+        assert az, f"azimuth cell {cells[2]!r} does not parse"
+        el = re.fullmatch(PM, cells[3])
+        rows[cells[0]] = dict(az=float(az.group(1)), az_std=float(az.group(2)),
+                              el=float(el.group(1)) if el else None,
+                              over5=float(cells[4]), cpu=float(cells[6]))
+    return rows
+
+
+def test_files_exist_and_are_pngs(quick_run):
+    out_dir, text = quick_run
+    assert text.startswith("# sbm_ros benchmark")
+    pngs = sorted(p for p in os.listdir(out_dir) if p.endswith(".png"))
+    assert {"bench_error_time_vs_K.png", "bench_error_vs_N.png",
+            "bench_camera_frame.png"} <= set(pngs)
+    for p in pngs:
+        data = (out_dir / p).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, p
+        assert f"]({p})" in text, f"{p} is not linked from benchmark.md"
+
+
+def test_report_states_provenance(quick_run):
+    _, text = quick_run
+    assert "**Command**: `sbm-bench --quick" in text
+    assert "git commit" in text and "**Machine**" in text and "numpy" in text
+    assert "## Deviations from the paper's protocol" in text
+
+
+def test_table1_parses_and_is_sane(quick_run):
+    _, text = quick_run
+    for room in ("Reverberant", "Anechoic"):
+        rows = _table1(text, room)
+        assert set(rows) == {"SBM-1 ILPD", "SBM-1 ILD", "SBM-1 IPD", "PHAT-histogram"}
+        for name, r in rows.items():
+            assert math.isfinite(r["az"]) and r["az"] < 5.0, (room, name, r)
+            assert 0.0 <= r["over5"] <= 100.0
+            assert 0.0 < r["cpu"] < 1.0, (room, name, r)     # far below real time
+            if name.startswith("SBM"):
+                assert r["el"] is not None and r["el"] < 8.0, (room, name, r)
+            else:
+                assert r["el"] is None
+
+
+def test_sbm1_ilpd_azimuth_under_half_of_phat_anechoic(quick_run):
+    _, text = quick_run
+    rows = _table1(text, "Anechoic")
+    assert rows["SBM-1 ILPD"]["az"] < 0.5 * rows["PHAT-histogram"]["az"], rows
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 3 target not met: on the virtual head's reverberant narrow-lens protocol "
+    "PHAT-histogram azimuth (0.17 deg, full run) is better than SBM-1 ILPD (0.25 deg); "
+    "see docs/benchmark.md. strict: this test fails as soon as the target is reached, so "
+    "the marker gets removed."))
+def test_sbm1_ilpd_azimuth_under_half_of_phat_reverberant(quick_run):
+    _, text = quick_run
+    rows = _table1(text, "Reverberant")
+    assert rows["SBM-1 ILPD"]["az"] < 0.5 * rows["PHAT-histogram"]["az"], rows
+
+
+def test_table2_parses_and_is_sane(quick_run):
+    _, text = quick_run
+    rows = _table_rows(_section(text, "## Table II"))
+    names = [r[0] for r in rows]
+    assert names == ["SBM-2 ILPD", "SBM-2 ILD", "SBM-2 IPD", "PHAT-histogram"]
+    cell = re.compile(PM + r" / (?:" + PM + r"|–) / " + NUM + r" %")
+    for r in rows:
+        assert len(r) == 5
+        for c in r[1:]:
+            m = cell.match(c)
+            assert m, f"cell {c!r} does not parse"
+            az, el, out = float(m.group(1)), m.group(3), float(m.group(5))
+            assert az < 10.0 and 0.0 <= out <= 100.0, (r[0], c)
+            if r[0].startswith("SBM"):
+                assert el is not None and float(el) < 10.0, (r[0], c)
+                assert out < 50.0, (r[0], c)
+
+
+def test_sliding_window_and_speed_sections(quick_run):
+    _, text = quick_run
+    sec = _section(text, "## Sliding window")
+    for label in ("One talker", "Two talkers"):
+        m = re.search(label + r".*?azimuth " + PM + r"°, elevation " + PM + "°", sec, re.S)
+        assert m, label
+        assert float(m.group(1)) < 10.0 and float(m.group(3)) < 10.0
+    speed = _section(text, "## Speed")
+    gf = float(re.search(r"\*\*" + NUM + r" GFLOP/s\*\*", speed).group(1))
+    assert gf > 0.1
+    lat = _table_rows(speed)
+    assert len(lat) >= 2
+    for r in lat[:2]:
+        median_ms = float(r[5].split()[0])
+        naive_ms = float(r[7].split()[0])
+        assert 0.0 < median_ms < 100.0
+        assert naive_ms > median_ms, r      # the sufficient statistics beat the naive sum
+
+
+def test_xllim_row_or_reason(quick_run):
+    _, text = quick_run
+    sec = _section(text, "## Second GLLiM implementation")
+    if "**Not reported**" in sec:
+        assert "xllim" in sec and len(sec) > 80      # says why
+        return
+    rows = _table_rows(sec)
+    assert len(rows) == 2
+    for r in rows:
+        az = re.fullmatch(PM, r[3])
+        assert az and float(az.group(1)) < 10.0, r
