@@ -57,7 +57,8 @@ def bytes_per_sample(sample_format: str) -> int:
 def _norm_fmt(sample_format: str) -> str:
     fmt = str(sample_format).upper()
     if fmt not in SAMPLE_FORMATS:
-        raise ValueError(f"unsupported sample format {sample_format!r}; use one of {sorted(SAMPLE_FORMATS)}")
+        raise ValueError(
+            f"unsupported sample format {sample_format!r}; use one of {sorted(SAMPLE_FORMATS)}")
     return fmt
 
 
@@ -77,7 +78,8 @@ def _int_to_float(data: np.ndarray) -> np.ndarray:
 
 
 def resample(x: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Resample ``x`` (n, ...) along axis 0 from ``rate`` to ``target_rate`` Hz (see module doc)."""
+    """Resample ``x`` (n, ...) along axis 0 from ``rate`` to ``target_rate`` Hz (see module
+    doc)."""
     rate, target_rate = int(rate), int(target_rate)
     if rate <= 0 or target_rate <= 0:
         raise ValueError(f"sample rates must be > 0, got {rate} -> {target_rate}")
@@ -93,7 +95,8 @@ def resample(x: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return resample_poly(np.asarray(x, dtype=np.float64), fr.numerator, fr.denominator, axis=0)
 
 
-def read_wav(path, target_rate: Optional[int] = None, allow_mono: bool = False) -> Tuple[np.ndarray, int]:
+def read_wav(path, target_rate: Optional[int] = None,
+             allow_mono: bool = False) -> Tuple[np.ndarray, int]:
     """Read a stereo WAV file as float64 ``(n, 2)`` (column 0 = left, 1 = right).
 
     Parameters
@@ -127,10 +130,12 @@ def read_wav(path, target_rate: Optional[int] = None, allow_mono: bool = False) 
     nch = x.shape[1]
     if nch == 1 and not allow_mono:
         raise ValueError(
-            f"{path}: mono WAV file; binaural processing needs 2 channels (0 = left ear, 1 = right ear)"
+            f"{path}: mono WAV file; binaural processing needs 2 channels "
+            "(0 = left ear, 1 = right ear)"
         )
     if nch > 2:
-        raise ValueError(f"{path}: {nch} channels; expected a 2-channel (left, right) binaural WAV")
+        raise ValueError(
+            f"{path}: {nch} channels; expected a 2-channel (left, right) binaural WAV")
     rate = int(rate)
     if target_rate is not None and int(target_rate) != rate:
         x = resample(x, rate, int(target_rate))
@@ -174,7 +179,8 @@ def write_wav(path, x, rate: int) -> None:
         raise
 
 
-def pcm_bytes_to_float(data: bytes, channels: int, sample_format: str = "S16LE", strict: bool = True) -> np.ndarray:
+def pcm_bytes_to_float(data: bytes, channels: int, sample_format: str = "S16LE",
+                       strict: bool = True) -> np.ndarray:
     """Decode interleaved little-endian PCM bytes to float64 ``(n, channels)``.
 
     Parameters
@@ -269,5 +275,5 @@ class PcmStreamDecoder:
     def decode(self, data: bytes) -> np.ndarray:
         buf = self._rest + bytes(data) if self._rest else bytes(data)
         rem = len(buf) % self.frame_bytes
-        self._rest = buf[len(buf) - rem :] if rem else b""
+        self._rest = buf[len(buf) - rem:] if rem else b""
         return pcm_bytes_to_float(buf[: len(buf) - rem], self.channels, self.sample_format)

@@ -325,7 +325,7 @@ def table1(scene: Scene, bc: BenchConfig, K: int, out: dict, keep_models=False):
                 est_nm[i] = _post_mean(eng, _stats_from_signal(x, cfg, 0.0))
             g_nm = np.hypot(est_nm[:, 0] - truth[:, 0], est_nm[:, 1] - truth[:, 1])
             out.setdefault("mask_effect1", {})[scene.name] = (float(np.mean(gtea)),
-                                                               float(np.mean(g_nm)))
+                                                              float(np.mean(g_nm)))
     # PHAT-histogram
     ph = PhatHistogram(sample_rate=RATE)
     c0 = time.process_time()
@@ -631,7 +631,7 @@ def run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s=0
     loc = SBMLocalizer(model, window_s=window_s, noise_floor=nf, mask_margin_db=bc.mask_margin_db)
     hop = int(round(hop_s * RATE))
     M = model.n_sources
-    l = model.dims_per_source
+    lps = model.dims_per_source
     times, ests, lat, push_lat = [], [], [], []
     naive = []
     pos = 0
@@ -651,7 +651,7 @@ def run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s=0
         start = (loc.frames_pushed - w.n_frames) * cfg.hop
         centre = 0.5 * (start + loc.end_sample) / RATE
         times.append(centre)
-        ests.append(np.concatenate([s.position for s in est.sources]).reshape(M, l))
+        ests.append(np.concatenate([s.position for s in est.sources]).reshape(M, lps))
         if len(naive) < naive_windows and w.full and len(times) % 7 == 0:
             order = (np.arange(w.length) + w._pos) % w.length
             Yw = w._ym[order]
@@ -672,7 +672,7 @@ def run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s=0
         if not sel.any():
             rows.append(dict(k=k + 1, n=0, est=None, true=u["pos"], az=np.nan, el=np.nan))
             continue
-        med = np.median(ests[sel], axis=0)          # (M, l)
+        med = np.median(ests[sel], axis=0)          # (M, lps)
         if M == 1:
             daz = np.abs(med[0, 0] - u["pos"][0, 0])
             delv = np.abs(med[0, 1] - u["pos"][0, 1])
@@ -737,7 +737,8 @@ def _gllim_inverse_mean(p: dict, Y: np.ndarray) -> np.ndarray:
         mu = np.linalg.solve(Vinv, h.T).T
         quad = (R * R) @ isig
         logw[:, k] = (np.log(p["pi"][k]) - 0.5 * np.sum(np.log(p["sigma2"][k]))
-                      - 0.5 * np.linalg.slogdet(Vinv)[1] - 0.5 * np.linalg.slogdet(p["Gamma"][k])[1]
+                      - 0.5 * np.linalg.slogdet(Vinv)[1]
+                      - 0.5 * np.linalg.slogdet(p["Gamma"][k])[1]
                       - 0.5 * (quad + p["c"][k] @ Gi @ p["c"][k] - np.sum(mu * h, axis=1)))
         mus[:, k] = mu
     w = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
@@ -795,7 +796,7 @@ def run_xllim(scene: Scene, bc: BenchConfig, K: int, n_check: int = 2) -> dict:
                                    merging_threshold=1e-10, verbose=0)
             t_inv.append(time.perf_counter() - w0)
             checks.append(float(np.max(np.abs(np.asarray(r.fullGMM.mean).ravel() - est_s[i])
-                                    * (hi - lo))))
+                                       * (hi - lo))))
         info["inverse_check"] = dict(n=len(checks), max_diff_deg=max(checks) if checks else None,
                                      s_per_obs=float(np.median(t_inv)) if t_inv else None)
         est = est_s * (hi - lo) + lo
@@ -830,7 +831,7 @@ def make_plots(out: dict, bc: BenchConfig, camera) -> List[str]:
         fig, axs = plt.subplots(1, 2, figsize=(10, 4))
         for ax, key, title in ((axs[0], "k1", "one source (SBM-1 ILPD, N=%d)" % len(
                 out["scenes"]["reverberant"].train_pos)),
-                               (axs[1], "k2", "two sources, S+S (SBM-2 ILPD, N=%d)" % bc.n_pairs)):
+                (axs[1], "k2", "two sources, S+S (SBM-2 ILPD, N=%d)" % bc.n_pairs)):
             Ks = [r["K"] for r in sw[key]]
             ax.plot(Ks, [r["err"] for r in sw[key]], "o-", color="C0")
             ax.set_xlabel("K (initial number of affine components)")
@@ -910,7 +911,9 @@ def _machine() -> dict:
         info = threadpool_info()
         thr = ", ".join(f"{i.get('internal_api')} {i.get('num_threads')} threads" for i in info)
     except Exception:
-        thr = f"OMP/OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS') or os.environ.get('OMP_NUM_THREADS') or 'unset (all cores)'}"
+        nthr = (os.environ.get('OPENBLAS_NUM_THREADS') or os.environ.get('OMP_NUM_THREADS')
+                or 'unset (all cores)')
+        thr = f"OMP/OPENBLAS_NUM_THREADS={nthr}"
     import scipy
     return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(),
                 numpy=np.__version__, scipy=scipy.__version__, blas=blas, threads=thr,
@@ -922,7 +925,8 @@ def _git() -> str:
     try:
         h = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
                            text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         if not h:
             return "unknown (not a git checkout)"
@@ -948,9 +952,11 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
         f"{machine['python']}, numpy {machine['numpy']}, scipy {machine['scipy']}, BLAS "
         f"{machine['blas']} ({machine['threads']})")
     gk = GLLiM(**bc.gllim_kwargs())
+    drr_txt = ('Sabine (%.1f dB)' % out['scenes']['reverberant'].head.room.sabine_drr_db()
+               if bc.drr_db is None else '%g dB' % bc.drr_db)
     add(f"- **Settings**: mask margin {bc.mask_margin_db:g} dB above the measured noise PSD; "
         f"reverberant-room DRR "
-        f"{'Sabine (%.1f dB)' % out['scenes']['reverberant'].head.room.sabine_drr_db() if bc.drr_db is None else '%g dB' % bc.drr_db}; "
+        f"{drr_txt}; "
         f"GLLiM sigma_floor {gk.sigma_floor:g}, gamma_reg {gk.gamma_reg:g}, max_iter "
         f"{gk.max_iter}, tol {gk.tol:g}; microphone self-noise SNR {bc.snr_db:g} dB; "
         f"training grid {bc.train_grid[0]}x{bc.train_grid[1]}, test grid "
@@ -989,9 +995,10 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
             continue
         drr = ("Sabine DRR" if bc.drr_db is None else f"DRR {bc.drr_db:+g} dB")
         add(f"**{room.capitalize()} room**" + (f" (T60 ≈ 0.3 s, 2 m, {drr})"
-                                              if room == "reverberant" else " (direct path only)")
+                                               if room == "reverberant" else " (direct path only)")
             + "\n")
-        add("| method | K | azimuth (°) | elevation (°) | > 5° (%) | max GTEA (°) | CPU s / s audio "
+        add("| method | K | azimuth (°) | elevation (°) | > 5° (%) | max GTEA (°) "
+            "| CPU s / s audio "
             "| paper: azimuth | paper: elevation | paper > 5° | paper CPU |")
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for m in FEATURES + ("phat",):
@@ -1045,7 +1052,7 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
             add(f"| {name} | " + " | ".join(cells) + " |")
         add("")
         tr = out["train2"]
-        add(f"Final K after component removal: " + ", ".join(
+        add("Final K after component removal: " + ", ".join(
             f"{ft.upper()} {tr[ft]['K']}" for ft in FEATURES) + ". CPU time per 1 s mixture "
             f"(ILPD, end to end from the time-domain signal): SBM-2 "
             f"{out['sbm2_cpu_per_mixture']:.4f} s, PHAT-histogram "
@@ -1110,7 +1117,7 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
         sw = out.get("sweeps")
         if sw:
             add("| sweep | " + " | ".join(["value", "final K", "mean GTEA (°)", "CPU s / 1 s",
-                                            "train s"]) + " |")
+                                           "train s"]) + " |")
             add("|---|---|---|---|---|---|")
             for key, lab in (("k1", "SBM-1 K"), ("n1", "SBM-1 N"), ("k2", "SBM-2 K"),
                              ("n2", "SBM-2 N")):
@@ -1425,7 +1432,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bc = BenchConfig.make(args.quick, seed=args.seed, out_dir=args.out_dir,
                           mask_margin_db=args.mask_margin_db, sigma_floor=args.sigma_floor,
                           gamma_reg=args.gamma_reg, max_iter=args.max_iter, snr_db=args.snr_db,
-                          drr_db=None if str(args.drr_db).lower() == "sabine" else float(args.drr_db),
+                          drr_db=None if str(args.drr_db).lower(
+                          ) == "sabine" else float(args.drr_db),
                           xllim=not args.no_xllim,
                           command=" ".join(["sbm-bench"] + argv_list))
     out = run(bc)

@@ -171,7 +171,8 @@ _WINDOW_CACHE: dict = {}
 
 
 def hann_window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window ``0.5 - 0.5 cos(2 pi n / n_fft)``, ``n = 0..n_fft-1`` (read-only, cached)."""
+    """Periodic Hann window ``0.5 - 0.5 cos(2 pi n / n_fft)``, ``n = 0..n_fft-1`` (read-only,
+    cached)."""
     w = _WINDOW_CACHE.get(n_fft)
     if w is None:
         w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
@@ -259,7 +260,8 @@ def _ild_ipd(spec: np.ndarray):
     return ild, cos, sin, power
 
 
-def features_from_spectra(spec, cfg: Optional[FeatureConfig] = None) -> Tuple[np.ndarray, np.ndarray]:
+def features_from_spectra(spec,
+                          cfg: Optional[FeatureConfig] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Binaural feature frames from a binaural spectrum.
 
     Parameters
@@ -309,7 +311,7 @@ def _features_nocheck(x: np.ndarray, cfg: FeatureConfig) -> Tuple[np.ndarray, np
     P = np.empty((T, F))
     for t0 in range(0, T, _BLOCK_FRAMES):
         t1 = min(T, t0 + _BLOCK_FRAMES)
-        seg = x[t0 * cfg.hop : (t1 - 1) * cfg.hop + cfg.n_fft]
+        seg = x[t0 * cfg.hop: (t1 - 1) * cfg.hop + cfg.n_fft]
         Y[t0:t1], P[t0:t1] = features_from_spectra(_stft_nocheck(seg, cfg), cfg)
     return Y, P
 
@@ -346,7 +348,8 @@ def binaural_features(x, cfg: Optional[FeatureConfig] = None) -> Tuple[np.ndarra
 
 
 def expand_mask(chi, cfg: Optional[FeatureConfig] = None) -> np.ndarray:
-    """Expand a per-bin mask (T, F) to the feature layout (T, D): ILD/cos/sin share a bin's mask."""
+    """Expand a per-bin mask (T, F) to the feature layout (T, D): ILD/cos/sin share a bin's
+    mask."""
     cfg = cfg or FeatureConfig()
     chi = np.asarray(chi, dtype=bool)
     if chi.shape[-1] != cfg.n_freq:
@@ -478,7 +481,8 @@ class NoiseFloorTracker:
         self._cached_at = -1
 
     def update(self, power_frames) -> None:
-        """Add power frames, shape (T, F) (or (F,) for one frame). Non-finite frames are skipped."""
+        """Add power frames, shape (T, F) (or (F,) for one frame). Non-finite frames are
+        skipped."""
         p = np.asarray(power_frames, dtype=np.float64)
         if p.ndim == 1:
             p = p[None, :]
@@ -493,16 +497,16 @@ class NoiseFloorTracker:
         p = p[keep]
         p = p[np.isfinite(p).all(axis=1)]
         if p.shape[0] > self.capacity:
-            p = p[-self.capacity :]
+            p = p[-self.capacity:]
         n = p.shape[0]
         if n == 0:
             return
         end = self._pos + n
         if end <= self.capacity:
-            self._buf[self._pos : end] = p
+            self._buf[self._pos: end] = p
         else:
             k = self.capacity - self._pos
-            self._buf[self._pos :] = p[:k]
+            self._buf[self._pos:] = p[:k]
             self._buf[: n - k] = p[k:]
         self._pos = end % self.capacity
         self._count = min(self.capacity, self._count + n)
@@ -588,7 +592,7 @@ class StreamingFeatureExtractor:
             self._pending = buf.copy() if buf is x else buf
             return np.zeros((0, cfg.dim)), np.zeros((0, cfg.n_freq))
         Y, P = _features_nocheck(buf, cfg)
-        self._pending = buf[T * cfg.hop :].copy()
+        self._pending = buf[T * cfg.hop:].copy()
         self.frames_emitted += T
         return Y, P
 
@@ -623,7 +627,8 @@ def mean_feature_vector(x, cfg: Optional[FeatureConfig] = None, mask_eps=None) -
     Y, P = binaural_features(x, cfg)
     if Y.shape[0] == 0:
         raise ValueError(
-            f"signal too short for one frame: {np.asarray(x).shape[0]} samples < n_fft = {cfg.n_fft}"
+            f"signal too short for one frame: {np.asarray(x).shape[0]} samples "
+            f"< n_fft = {cfg.n_fft}"
         )
     mean = Y.mean(axis=0)
     if mask_eps is None:

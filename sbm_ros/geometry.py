@@ -46,7 +46,8 @@ __all__ = [
     "angular_distance_deg",
 ]
 
-#: Rotation taking camera-body (x fwd, y left, z up) coordinates to optical (z fwd, x right, y down).
+#: Rotation taking camera-body (x fwd, y left, z up) coordinates to optical (z fwd, x right,
+#: y down).
 R_OPT_BODY = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
 _FRONT_EPS = 1e-9
 
@@ -61,7 +62,8 @@ def direction_to_vector(azimuth_deg, elevation_deg=0.0) -> np.ndarray:
 
 
 def vector_to_direction(v) -> np.ndarray:
-    """(azimuth, elevation) in degrees, shape (..., 2), of head-frame vector(s) (..., 3) (any norm > 0)."""
+    """(azimuth, elevation) in degrees, shape (..., 2), of head-frame vector(s) (..., 3) (any
+    norm > 0)."""
     v = np.asarray(v, dtype=np.float64)
     if v.shape[-1] != 3:
         raise ValueError(f"vectors must have last dimension 3, got {v.shape}")
@@ -85,7 +87,8 @@ def _as_dirs(directions) -> np.ndarray:
     if d.shape[-1] == 1:  # azimuth only -> elevation 0
         d = np.concatenate([d, np.zeros_like(d)], axis=-1)
     if d.shape[-1] != 2:
-        raise ValueError(f"directions must have last dimension 2 (az, el in degrees), got {d.shape}")
+        raise ValueError(
+            f"directions must have last dimension 2 (az, el in degrees), got {d.shape}")
     return d
 
 
@@ -134,7 +137,8 @@ class PinholeCamera:
                 raise ValueError(f"PinholeCamera.{name} must be a positive integer, got {v}")
             object.__setattr__(self, name, int(v))
         R = np.eye(3) if self.R_head_cam is None else np.asarray(self.R_head_cam, dtype=np.float64)
-        if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
+        if (R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6)
+                or np.linalg.det(R) < 0):
             raise ValueError("R_head_cam must be a 3x3 proper rotation matrix")
         R = R.copy()
         R.setflags(write=False)
@@ -158,7 +162,8 @@ class PinholeCamera:
         return cls(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height, **kw)
 
     @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float, vfov_deg: Optional[float] = None, **kw) -> "PinholeCamera":
+    def from_fov(cls, width: int, height: int, hfov_deg: float,
+                 vfov_deg: Optional[float] = None, **kw) -> "PinholeCamera":
         """From full horizontal / vertical fields of view (degrees), principal point at the centre.
 
         ``fx = (width/2) / tan(hfov/2)``, ``fy = (height/2) / tan(vfov/2)`` (``fy = fx`` if
@@ -244,11 +249,13 @@ class PinholeCamera:
         p = self.head_to_optical(direction_to_vector(d[..., 0], d[..., 1]))
         valid = p[..., 2] > _FRONT_EPS
         z = np.where(valid, p[..., 2], 1.0)
-        uv = np.stack([self.fx * p[..., 0] / z + self.cx, self.fy * p[..., 1] / z + self.cy], axis=-1)
+        uv = np.stack([self.fx * p[..., 0] / z + self.cx,
+                      self.fy * p[..., 1] / z + self.cy], axis=-1)
         uv[~valid] = np.nan
         return uv, valid
 
-    def project_direction(self, azimuth_deg: float, elevation_deg: float = 0.0) -> Optional[Tuple[float, float]]:
+    def project_direction(self, azimuth_deg: float,
+                          elevation_deg: float = 0.0) -> Optional[Tuple[float, float]]:
         """Scalar convenience: ``(u, v)`` or ``None`` if behind the camera."""
         uv, ok = self.project([azimuth_deg, elevation_deg])
         return (float(uv[0]), float(uv[1])) if ok else None
@@ -258,7 +265,8 @@ class PinholeCamera:
         uv = np.asarray(uv, dtype=np.float64)
         if uv.shape[-1] != 2:
             raise ValueError(f"pixels must have last dimension 2, got {uv.shape}")
-        ray = np.stack([(uv[..., 0] - self.cx) / self.fx, (uv[..., 1] - self.cy) / self.fy, np.ones(uv.shape[:-1])], axis=-1)
+        ray = np.stack([(uv[..., 0] - self.cx) / self.fx, (uv[..., 1] - self.cy) / self.fy,
+                        np.ones(uv.shape[:-1])], axis=-1)
         return vector_to_direction(self.optical_to_head(ray))
 
     def in_image(self, uv) -> np.ndarray:
@@ -284,7 +292,8 @@ class PinholeCamera:
         dv_daz = np.stack([-ce * sa, ce * ca, np.zeros_like(az)], axis=-1)
         dv_del = np.stack([-se * ca, -se * sa, ce], axis=-1)
         p = self.head_to_optical(v)
-        dp = np.stack([self.head_to_optical(dv_daz), self.head_to_optical(dv_del)], axis=-1)  # (...,3,2)
+        dp = np.stack([self.head_to_optical(dv_daz), self.head_to_optical(dv_del)],
+                      axis=-1)  # (...,3,2)
         valid = p[..., 2] > _FRONT_EPS
         z = np.where(valid, p[..., 2], 1.0)
         Jp = np.zeros(p.shape[:-1] + (2, 3))
@@ -297,7 +306,8 @@ class PinholeCamera:
         return J
 
     def cov_deg_to_px(self, directions, cov_deg) -> np.ndarray:
-        """First-order pixel covariance (..., 2, 2) of a direction estimate with covariance in deg^2."""
+        """First-order pixel covariance (..., 2, 2) of a direction estimate with covariance in
+        deg^2."""
         J = self.jacobian_deg_to_px(directions)
         C = np.asarray(cov_deg, dtype=np.float64)
         return J @ C @ np.swapaxes(J, -1, -2)
@@ -335,7 +345,8 @@ def rotate_vector(q, v) -> np.ndarray:
     return v + w * t + np.cross(u, t)
 
 
-def quaternion_from_direction(azimuth_deg: float, elevation_deg: float = 0.0) -> Tuple[float, float, float, float]:
+def quaternion_from_direction(azimuth_deg: float,
+                              elevation_deg: float = 0.0) -> Tuple[float, float, float, float]:
     """Unit quaternion (x, y, z, w) rotating the head +x axis onto the direction, with no roll.
 
     ``q = q_z(az) * q_y(-el)`` (yaw by the azimuth, then pitch up by the elevation; REP 103

@@ -208,16 +208,16 @@ class SBMLocalizer:
             if ratio > self.auto_threshold:
                 post2 = self.engine_two.posterior(stats)
                 m2 = post2.mean()
-                l = self.model.dims_per_source
-                if np.linalg.norm(m2[:l] - m2[l:]) >= self.auto_min_separation:
+                lps = self.model.dims_per_source
+                if np.linalg.norm(m2[:lps] - m2[lps:]) >= self.auto_min_separation:
                     post, n_src = post2, 2
         mean, cov = post.mean(), post.covariance()
-        l = self.model.dims_per_source
+        lps = self.model.dims_per_source
         sources = []
         for m in range(n_src):
-            sl = slice(m * l, (m + 1) * l)
+            sl = slice(m * lps, (m + 1) * lps)
             c = cov[sl, sl]
-            r = float(np.sqrt(max(np.trace(c) / l, 0.0)))
+            r = float(np.sqrt(max(np.trace(c) / lps, 0.0)))
             sources.append(SourceEstimate(position=mean[sl].copy(), covariance=c.copy(),
                                           confidence=1.0 / (1.0 + r / self.confidence_scale)))
         return Estimate(sources=sources, active_fraction=frac, n_active=post.n_active,

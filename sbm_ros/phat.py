@@ -174,7 +174,8 @@ class PhatHistogram:
     def frame_delays(self, x, energy_threshold: Optional[float] = None):
         """Per-frame delays and energy gate of a binaural signal (n, 2); see
         :meth:`frame_delays_from_spectra`."""
-        return self.frame_delays_from_spectra(_stft_nocheck(_check_audio(x), self.cfg), energy_threshold)
+        return self.frame_delays_from_spectra(_stft_nocheck(_check_audio(x), self.cfg),
+                                              energy_threshold)
 
     # ------------------------------------------------------------------ histogram
     def histogram(self, delays: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -217,7 +218,8 @@ class PhatHistogram:
             out.append(out[0])
         return np.asarray(out)
 
-    def estimate_delays(self, x, n_sources: int = 1, energy_threshold: Optional[float] = None) -> np.ndarray:
+    def estimate_delays(self, x, n_sources: int = 1,
+                        energy_threshold: Optional[float] = None) -> np.ndarray:
         """Delays (seconds) of the ``n_sources`` highest histogram peaks, strongest first.
 
         Empty array if no frame passes the energy gate (silence / too short).
@@ -263,7 +265,8 @@ class PhatHistogram:
             raise RuntimeError("PhatHistogram is not fitted; call fit() first")
         return self.slope_ * np.asarray(delays, dtype=np.float64) + self.intercept_
 
-    def predict(self, x, n_sources: int = 1, energy_threshold: Optional[float] = None) -> np.ndarray:
+    def predict(self, x, n_sources: int = 1,
+                energy_threshold: Optional[float] = None) -> np.ndarray:
         """Azimuths (or ``u`` pixels) of ``n_sources`` sources, sorted ascending, shape (M,).
 
         Returns an empty array when no frame passes the energy gate.

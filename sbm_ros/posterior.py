@@ -228,7 +228,8 @@ def predict_full(params, Y):
     return means, w
 
 
-def posterior_from_stats(params, stats: SufficientStats, n_bins: Optional[int] = None) -> Posterior:
+def posterior_from_stats(params, stats: SufficientStats,
+                         n_bins: Optional[int] = None) -> Posterior:
     """One-shot Theorem 1 (builds a PosteriorEngine; reuse an engine for repeated calls)."""
     return PosteriorEngine(params, n_bins=n_bins).posterior(stats)
 

@@ -104,7 +104,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                   verbose=verbose).fit(X, Y)
     model = SBMModel.from_gllim(gllim, cfg, n_sources=n_sources, dims_per_source=len(names),
                                 target_space=ds.units, camera=ds.camera, n_train=X.shape[0],
-                                frame_var=frame_var, info={"dataset": ds.root, "pairs_level_std_db":
+                                frame_var=frame_var,
+                                info={"dataset": ds.root, "pairs_level_std_db":
                                       level_std_db if n_sources == 2 else None})
     model.save(out_path)
     res = TrainResult(path=str(out_path), n_recordings=len(ds), n_train=int(X.shape[0]),

@@ -38,7 +38,8 @@ def test_write_clips(tmp_path):
     np.testing.assert_allclose(y, [[32767 / 32768, -1.0], [0.0, 0.5]])
 
 
-@pytest.mark.parametrize("dtype,scale", [(np.int16, 32767), (np.int32, 2**31 - 1), (np.float32, 1.0)])
+@pytest.mark.parametrize("dtype,scale",
+                         [(np.int16, 32767), (np.int32, 2**31 - 1), (np.float32, 1.0)])
 def test_read_formats(tmp_path, dtype, scale):
     x = _sig(1000)
     data = (x * scale).astype(dtype)
@@ -90,10 +91,12 @@ def test_resampling(tmp_path, fs_in):
     f_peak = np.argmax(spec) * 16000 / 12000
     assert abs(f_peak - 1000) < 2
     np.testing.assert_allclose(y[:, 0], -y[:, 1], atol=1e-4)
-    assert resample(np.zeros((16001, 2)), 16001, 16000).shape[1] == 2  # large-term ratio approximated
+    # large-term ratio approximated
+    assert resample(np.zeros((16001, 2)), 16001, 16000).shape[1] == 2
 
 
-@pytest.mark.parametrize("fmt,tol", [("S16LE", 0.5 / 32768), ("S24LE", 0.5 / 2**23), ("S32LE", 1e-9), ("F32LE", 1e-7)])
+@pytest.mark.parametrize("fmt,tol", [("S16LE", 0.5 / 32768), ("S24LE", 0.5 / 2**23),
+                                     ("S32LE", 1e-9), ("F32LE", 1e-7)])
 def test_pcm_bytes_round_trip(fmt, tol):
     x = _sig(300)
     b = float_to_pcm_bytes(x, fmt)

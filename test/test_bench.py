@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 
-import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")

@@ -42,7 +42,7 @@ def test_stft_framing_and_window():
     assert S.shape == (T, 512, 2) and S.dtype == np.complex128
     t = 7
     w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
-    ref = np.fft.rfft(x[t * 128 : t * 128 + 1024, 1] * w)[1:]
+    ref = np.fft.rfft(x[t * 128: t * 128 + 1024, 1] * w)[1:]
     np.testing.assert_allclose(S[t, :, 1], ref, rtol=1e-12, atol=1e-12)
     assert stft(x[:1023], CFG).shape == (0, 512, 2)
 
@@ -129,7 +129,7 @@ def test_streaming_equals_batch_random_chunks():
                 n = int(rng.integers(1, 3000))
             else:
                 n = len(x)  # one huge chunk
-            Y, P = ex.push(x[i : i + n])
+            Y, P = ex.push(x[i: i + n])
             Ys.append(Y)
             Ps.append(P)
             i += n
@@ -149,7 +149,7 @@ def test_streaming_one_sample_pushes_exact_frames():
     x = _noise(600, seed=2)
     Yb, _ = binaural_features(x, cfg)
     ex = StreamingFeatureExtractor(cfg)
-    out = [ex.push(x[i : i + 1])[0] for i in range(len(x))]
+    out = [ex.push(x[i: i + 1])[0] for i in range(len(x))]
     counts = [len(o) for o in out]
     # a frame completes exactly at samples n_fft-1, n_fft-1+hop, ...
     expected = [1 if (i >= 63 and (i - 63) % 16 == 0) else 0 for i in range(len(x))]
@@ -163,11 +163,12 @@ def test_expand_and_activity_mask():
         m = expand_mask(chi, FeatureConfig(feature_type=ft))
         assert m.shape == (5, 512 * k) and m.dtype == bool
         for b in range(k):
-            np.testing.assert_array_equal(m[:, b * 512 : (b + 1) * 512], chi)
+            np.testing.assert_array_equal(m[:, b * 512: (b + 1) * 512], chi)
     with pytest.raises(ValueError):
         expand_mask(np.zeros((5, 10), bool), CFG)
     P = np.array([[1.0, 2.0], [3.0, 0.5]])
-    np.testing.assert_array_equal(activity_mask(P, np.array([2.0, 1.0])), [[False, True], [True, False]])
+    np.testing.assert_array_equal(activity_mask(P, np.array([2.0, 1.0])), [
+                                  [False, True], [True, False]])
 
 
 def test_noise_tracker_adapts_to_level_change():

@@ -23,7 +23,8 @@ def test_direction_vector_round_trip_and_rep103():
     np.testing.assert_allclose(direction_to_vector(0, 90), [0, 0, 1], atol=1e-15)  # up
     rng = np.random.default_rng(0)
     d = np.stack([rng.uniform(-179, 179, 100), rng.uniform(-89, 89, 100)], axis=1)
-    np.testing.assert_allclose(vector_to_direction(direction_to_vector(d[:, 0], d[:, 1])), d, atol=1e-9)
+    np.testing.assert_allclose(vector_to_direction(
+        direction_to_vector(d[:, 0], d[:, 1])), d, atol=1e-9)
     assert angular_distance_deg([10, 0], [-10, 0]) == pytest.approx(20.0)
 
 
@@ -54,7 +55,8 @@ def test_rep103_signs_and_behind_camera():
 
 def test_project_unproject_round_trip_with_extrinsic():
     for R in (None, rot_z(30.0)):
-        cam = PinholeCamera.from_K([[500, 0, 310], [0, 510, 250], [0, 0, 1]], 640, 480, R_head_cam=R)
+        cam = PinholeCamera.from_K([[500, 0, 310], [0, 510, 250], [
+                                   0, 0, 1]], 640, 480, R_head_cam=R)
         rng = np.random.default_rng(1)
         uv = np.stack([rng.uniform(0, 640, 50), rng.uniform(0, 480, 50)], axis=1)
         d = cam.unproject(uv)
@@ -72,7 +74,8 @@ def test_camera_info_dict():
     assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.frame_id) == (400, 410, 320, 240, "cam")
     cam2 = PinholeCamera.from_camera_info_dict(cam.to_dict())
     assert cam2 == cam
-    cam3 = PinholeCamera.from_camera_info_dict({"width": 10, "height": 8, "fx": 5, "fy": 5, "cx": 5, "cy": 4})
+    cam3 = PinholeCamera.from_camera_info_dict(
+        {"width": 10, "height": 8, "fx": 5, "fy": 5, "cx": 5, "cy": 4})
     assert cam3.cx == 5
     with pytest.raises(ValueError):
         PinholeCamera.from_camera_info_dict({"width": 10, "height": 8, "fx": 5})
@@ -112,7 +115,8 @@ def test_quaternion_points_x_axis_at_direction():
     for az, el in [(0, 0), (30, 0), (-45, 20), (120, -60), (10, 89)]:
         q = quaternion_from_direction(az, el)
         assert len(q) == 4 and np.isclose(np.linalg.norm(q), 1.0)
-        np.testing.assert_allclose(rotate_vector(q, [1, 0, 0]), direction_to_vector(az, el), atol=1e-12)
+        np.testing.assert_allclose(rotate_vector(
+            q, [1, 0, 0]), direction_to_vector(az, el), atol=1e-12)
         np.testing.assert_allclose(direction_from_quaternion(q), [az, el], atol=1e-9)
         # no roll: the rotated y axis stays horizontal
         assert abs(rotate_vector(q, [0, 1, 0])[2]) < 1e-12

@@ -384,3 +384,32 @@ def test_missing_model_then_runtime_model_path(models, ros):
         u, v = CAM.project_direction(AZ, EL)
         assert np.linalg.norm(np.median(px, axis=0) - [u, v]) < 30.0
         assert p.alive
+
+
+def test_sim_time_without_clock_still_localises(models, ros):
+    """use_sim_time with no /clock publisher (a bag played without --clock): estimates are
+    triggered by the audio stream and stamped with the recorded audio times, never waiting."""
+    p = NodeProcess('sbm_localizer', DOMAIN, name='sbm_localizer', params={
+        'model_path': models['deg'], 'use_sim_time': True, 'diagnostics_period_s': 0.5},
+        remaps={'__ns': '/simtime'})
+    dirs = ros.collect(PoseArray, '/simtime/sound_directions', stream_qos('reliable', 100))
+    with p:
+        p.wait_for(r'model .*deg\.npz: 1 source', timeout=15, spin=ros.spin_for)
+        feeder = Feeder(ros, '/simtime')
+        feeder.info()
+        feeder.t_ns = 42 * 1_000_000_000            # recorded times, far from the wall clock
+        span = feeder.good(2.0)
+        assert_direction(ros, dirs, span)
+        stamps = [stamp_to_ns(m.header.stamp) for m in dirs]
+        assert all(span[0] < s < span[1] for s in stamps), (span, stamps[:3])
+        assert node_param(ros, '/simtime/sbm_localizer', 'use_sim_time') is True
+        assert p.alive
+
+
+def node_param(ros, node, name):
+    from rcl_interfaces.srv import GetParameters
+    cli = ros.node.create_client(GetParameters, f'{node}/get_parameters')
+    assert cli.wait_for_service(timeout_sec=5.0)
+    fut = cli.call_async(GetParameters.Request(names=[name]))
+    ros.spin_until(fut.done, 5.0)
+    return fut.result().values[0].bool_value

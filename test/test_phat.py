@@ -13,7 +13,7 @@ def delayed_noise(n, d_samples, seed, gain=1.0):
     s = rng.standard_normal(N)
     w = 2 * np.pi * np.fft.rfftfreq(N)
     r = np.fft.irfft(np.fft.rfft(s) * np.exp(-1j * w * d_samples), N)
-    return 0.1 * np.stack([s, gain * r], axis=1)[2048 : 2048 + n]
+    return 0.1 * np.stack([s, gain * r], axis=1)[2048: 2048 + n]
 
 
 @pytest.fixture(scope="module")

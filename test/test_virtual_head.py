@@ -1,4 +1,5 @@
-"""Tests of sbm_ros.virtual_head (KEMAR interpolation, room, rendering, speech, camera, datasets)."""
+"""Tests of sbm_ros.virtual_head (KEMAR interpolation, room, rendering, speech, camera,
+datasets)."""
 
 import csv
 import shutil

@@ -49,7 +49,8 @@ def grid_pixels(n_az: int, n_el: int, camera: VirtualCamera, margin: float = 0.0
     return np.stack([uu.ravel(), vv.ravel()], axis=1)
 
 
-def grid_positions(n_az: int, n_el: int, camera: VirtualCamera, margin: float = 0.02) -> np.ndarray:
+def grid_positions(n_az: int, n_el: int, camera: VirtualCamera,
+                   margin: float = 0.02) -> np.ndarray:
     """``(n_el * n_az, 2)`` directions (azimuth, elevation) in degrees of the pixel grid."""
     px = grid_pixels(n_az, n_el, camera, margin)
     az, el = camera.pixel_to_direction(px[:, 0], px[:, 1])
@@ -70,7 +71,8 @@ def _to_pcm16(x: np.ndarray, name: str) -> np.ndarray:
 
 def write_dataset(out_dir, recordings, targets, units: str = "degrees",
                   camera: VirtualCamera | None = None, sample_rate: int = 16000,
-                  names=None, overwrite: bool = True, metadata: dict | None = None) -> pathlib.Path:
+                  names=None, overwrite: bool = True,
+                  metadata: dict | None = None) -> pathlib.Path:
     """Write a dataset folder atomically (built in a sibling temp dir, then renamed).
 
     ``recordings``: sequence of ``(n, 2)`` float arrays (full scale 1.0); ``targets``:
@@ -186,7 +188,8 @@ def make_speech_test_set(out_dir, head, camera: VirtualCamera, n_az: int = 12, n
     """Speech test set: one espeak-ng counting utterance (1-5 s) per grid position.
 
     Languages cycle over ``langs``; voice and counted range are drawn from ``seed`` (voices of
-    :data:`VOICES`) until the utterance lasts ``min_duration_s``..``max_duration_s``. The default 9 x 12 grid lies midway between the training grid points.
+    :data:`VOICES`) until the utterance lasts ``min_duration_s``..``max_duration_s``. The default
+    9 x 12 grid lies midway between the training grid points.
     """
     rng = np.random.default_rng([int(seed), 7919])
     pos = grid_positions(n_az, n_el, camera, margin)

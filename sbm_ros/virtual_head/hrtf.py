@@ -8,10 +8,11 @@ when the converted cache does not exist yet.
 
 Conventions of the slab copy (checked on the data, see ``_load_kemar_raw``):
 
-* ``hrtf.sources.vertical_polar[:, 0]`` is the azimuth in degrees in ``[0, 360)``, counter-clockwise
-  seen from above, i.e. 90 deg = LEFT (the left ear is 11.8 dB louder and 0.86 ms earlier at
-  azimuth 90). Cartesian ``y`` is positive for azimuth 90, so it is REP 103 (x forward, y left,
-  z up). Our convention (azimuth positive LEFT, in ``(-180, 180]``) is obtained by wrapping:
+* ``hrtf.sources.vertical_polar[:, 0]`` is the azimuth in degrees in ``[0, 360)``,
+  counter-clockwise seen from above, i.e. 90 deg = LEFT (the left ear is 11.8 dB louder and
+  0.86 ms earlier at azimuth 90). Cartesian ``y`` is positive for azimuth 90, so it is REP 103
+  (x forward, y left, z up). Our convention (azimuth positive LEFT, in ``(-180, 180]``) is
+  obtained by wrapping:
   ``az = ((az_slab + 180) % 360) - 180`` (and -180 mapped to +180).
 * ``vertical_polar[:, 1]`` is the elevation in degrees, positive UP, from -40 to +90 (14 rings).
 * ``hrtf.data[i].data`` is an ``(512, 2)`` FIR, channel 0 = LEFT ear, channel 1 = RIGHT ear
@@ -127,7 +128,8 @@ def fractional_shift(h: np.ndarray, delay, axis: int = 0) -> np.ndarray:
 
 
 def estimate_onsets(h: np.ndarray, rate: float, cutoff_hz: float = ONSET_CUTOFF_HZ,
-                    fraction: float = ONSET_FRACTION, upsample: int = ONSET_UPSAMPLE) -> np.ndarray:
+                    fraction: float = ONSET_FRACTION,
+                    upsample: int = ONSET_UPSAMPLE) -> np.ndarray:
     """Onset delay (in samples, sub-sample precision) of each impulse response.
 
     ``h``: array ``(..., n_taps)``; returns ``(...)``. Low-pass (raised-cosine taper up to
@@ -209,7 +211,8 @@ class HRIRSet:
 
     # ------------------------------------------------------------------ interpolation
     def weights(self, az_deg: float, el_deg: float):
-        """Barycentric interpolation weights: ``(indices (3,), weights (3,))``, weights sum to 1."""
+        """Barycentric interpolation weights: ``(indices (3,), weights (3,))``, weights sum
+        to 1."""
         el = max(float(el_deg), self.min_elevation)
         v = direction_to_vector(float(az_deg), el)
         bary = self._inv @ v                       # (F, 3)
@@ -223,7 +226,8 @@ class HRIRSet:
         return self._simplices[f].copy(), w
 
     def interpolate_parts(self, az_deg: float, el_deg: float):
-        """Blended onset-aligned HRIR ``(n_taps, 2)`` and per-ear onset delays ``(2,)`` (samples)."""
+        """Blended onset-aligned HRIR ``(n_taps, 2)`` and per-ear onset delays ``(2,)``
+        (samples)."""
         idx, w = self.weights(az_deg, el_deg)
         aligned = np.tensordot(w, self.aligned[idx], axes=(0, 0))
         delays = w @ self.onsets[idx]

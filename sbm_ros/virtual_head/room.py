@@ -355,7 +355,8 @@ def schroeder_decay(ir: np.ndarray) -> np.ndarray:
 
 
 def estimate_t60(ir: np.ndarray, sample_rate: int, fit_db=(-5.0, -25.0)) -> float:
-    """T60 from a least-squares line fit of the Schroeder curve between ``fit_db`` (T20 default)."""
+    """T60 from a least-squares line fit of the Schroeder curve between ``fit_db``
+    (T20 default)."""
     edc = schroeder_decay(ir)
     hi, lo = fit_db
     idx = np.where((edc <= hi) & (edc >= lo))[0]
