@@ -35,6 +35,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=int, default=100, help="EM iterations at most")
     p.add_argument("--tol", type=float, default=1e-6, help="relative log-likelihood tolerance")
     p.add_argument("--seed", type=int, default=0, help="random seed (initialisation, pairs)")
+    p.add_argument("--auto-components", action="store_true",
+                   help="without -K: cap K at N/5 for small datasets")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
 
@@ -52,7 +54,8 @@ def train_main(argv=None) -> int:
                     n_components=args.components, features=args.features, pairs=args.pairs,
                     level_std_db=args.level_std_db, azimuth_only=args.azimuth_only,
                     sample_rate=args.sample_rate, max_iter=args.max_iter, tol=args.tol,
-                    seed=args.seed, verbose=not args.quiet, log=say)
+                    seed=args.seed, auto_k=args.auto_components, verbose=not args.quiet,
+                    log=say)
     except TrainingError as exc:
         print(f"sbm-train: error: {exc}", file=sys.stderr)
         return 2

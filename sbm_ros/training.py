@@ -118,29 +118,9 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
 
 
 def main(argv=None) -> int:
-    """``python -m sbm_ros.training``: the ``sbm-train`` options plus ``--auto-components``."""
-    from .cli import _train_parser
-    p = _train_parser()
-    p.prog = "python -m sbm_ros.training"
-    p.add_argument("--auto-components", action="store_true",
-                   help="without -K: cap K at N/5 for small datasets")
-    args = p.parse_args(argv)
-
-    def say(msg):
-        if not args.quiet:
-            print(f"[sbm-train] {msg}", file=sys.stderr, flush=True)
-
-    try:
-        train_model(args.dataset, args.output, n_sources=args.sources,
-                    n_components=args.components, features=args.features, pairs=args.pairs,
-                    level_std_db=args.level_std_db, azimuth_only=args.azimuth_only,
-                    sample_rate=args.sample_rate, max_iter=args.max_iter, tol=args.tol,
-                    seed=args.seed, auto_k=args.auto_components, verbose=not args.quiet,
-                    log=say)
-    except TrainingError as exc:
-        print(f"sbm-train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """``python -m sbm_ros.training``: the same command as ``sbm-train``."""
+    from .cli import train_main
+    return train_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,8 +43,8 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from sbm_ros.nodes.common import (Param, declare_parameters, describe_qos, latched_qos,
-                                  ns_to_stamp, one_of, positive, run, stream_qos)
+from sbm_ros.nodes.common import (LogThrottle, Param, declare_parameters, describe_qos,
+                                  latched_qos, ns_to_stamp, one_of, positive, run, stream_qos)
 
 NODE_NAME = 'binaural_capture'
 
@@ -171,7 +171,7 @@ class BinauralCapture(Node):
         self._stats_lock = threading.Lock()
         self.status = 'starting'
         self.last_stamp_ns = 0
-        self._last_log = {}
+        self._log_throttle = LogThrottle(self.get_logger())
         self._stream = None
         self._dropped_in_callback = 0
 
@@ -187,21 +187,7 @@ class BinauralCapture(Node):
 
     # ------------------------------------------------------------------ helpers
     def _throttled(self, level: str, key: str, msg: str, period: float = 5.0) -> None:
-        now = time.monotonic()
-        last = self._last_log.get(key)
-        if last is None or now - last[0] >= period:
-            extra = f' ({last[1]} similar message(s) suppressed)' if last and last[1] else ''
-            log = self.get_logger()
-            # one call site per severity: rclpy refuses two severities from the same line
-            if level == 'error':
-                log.error(msg + extra)
-            elif level == 'warn':
-                log.warning(msg + extra)
-            else:
-                log.info(msg + extra)
-            self._last_log[key] = [now, 0]
-        else:
-            last[1] += 1
+        self._log_throttle(level, key, msg, period)
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._stats_lock:

@@ -117,6 +117,32 @@ def ns_to_stamp(ns: int):
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+class LogThrottle:
+    """Per-key log throttling: a message of kind ``key`` is logged at most once per
+    ``period`` seconds; the number of suppressed repeats is appended to the next one."""
+
+    def __init__(self, logger):
+        self._logger = logger
+        self._last = {}
+
+    def __call__(self, level: str, key: str, msg: str, period: float) -> None:
+        import time
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is None or now - last[0] >= period:
+            extra = f' ({last[1]} similar message(s) suppressed)' if last and last[1] else ''
+            # one call site per severity: rclpy refuses two severities from the same line
+            if level == 'error':
+                self._logger.error(msg + extra)
+            elif level == 'warn':
+                self._logger.warning(msg + extra)
+            else:
+                self._logger.info(msg + extra)
+            self._last[key] = [now, 0]
+        else:
+            last[1] += 1
+
+
 def run(node_factory: Callable[[], Any], args=None, executor_factory=None) -> int:
     """Humble-safe main(): init, spin, clean shutdown on Ctrl-C or external shutdown."""
     rclpy.init(args=args)

@@ -52,9 +52,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
-from sbm_ros.nodes.common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos,
-                                  fraction, latched_qos, non_negative, ns_to_stamp, one_of,
-                                  positive, run, stamp_to_ns, stream_qos)
+from sbm_ros.nodes.common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters,
+                                  describe_qos, fraction, latched_qos, non_negative, ns_to_stamp,
+                                  one_of, positive, run, stamp_to_ns, stream_qos)
 
 NODE_NAME = 'sbm_localizer'
 RAW_CODINGS = ('', 'wave', 'wav', 'pcm', 'raw', 'linear_pcm', 'lpcm')
@@ -144,7 +144,7 @@ class SbmLocalizerNode(Node):
         from vision_msgs.msg import Detection2DArray
         from visualization_msgs.msg import ImageMarker, MarkerArray
 
-        self._last_log = {}
+        self._log_throttle = LogThrottle(self.get_logger())
         self.model = None
         self.model_path_loaded = ''
         self.model_two = None
@@ -219,21 +219,7 @@ class SbmLocalizerNode(Node):
         per ``key``; suppressed ones are counted."""
         if period is None:
             period = self._param('log_throttle_s')
-        now = time.monotonic()
-        last = self._last_log.get(key)
-        if last is None or now - last[0] >= period:
-            extra = f' ({last[1]} similar message(s) suppressed)' if last and last[1] else ''
-            log = self.get_logger()
-            # one call site per severity: rclpy refuses two severities from the same line
-            if level == 'error':
-                log.error(msg + extra)
-            elif level == 'warn':
-                log.warning(msg + extra)
-            else:
-                log.info(msg + extra)
-            self._last_log[key] = [now, 0]
-        else:
-            last[1] += 1
+        self._log_throttle(level, key, msg, period)
 
     def _param(self, name):
         return self.get_parameter(name).value
