@@ -110,7 +110,7 @@ PARAMS = [
           'this between the start and the end of the recording', positive),
     Param('max_image_age', 1.0, 'the current image must have arrived at most this many seconds '
           'ago', positive),
-    Param('audio_timeout', 2.0, 'extra seconds to wait for audio beyond capture_duration',
+    Param('audio_timeout', 5.0, 'extra seconds to wait for audio beyond capture_duration',
           positive),
     Param('sample_rate', 0, 'audio sample rate used when no audio_info was received (0 = '
           'require audio_info)', non_negative),
@@ -132,11 +132,20 @@ def _t(stamp) -> float:
     return stamp_to_ns(stamp) * 1e-9
 
 
+#: audio stamps further than this from the node clock are not comparable with it (another
+#: machine's unsynchronised clock, unstamped chunks): such chunks are taken by arrival instead
+_STAMP_COMPARABLE_NS = 10 * 1_000_000_000
+
+
 class _Recording:
-    def __init__(self, n_samples: int):
+    """The audio of one capture: ``n_samples`` samples acquired after ``start_ns``."""
+
+    def __init__(self, n_samples: int, start_ns: int = 0):
         self.n_samples = n_samples
+        self.start_ns = start_ns
         self.chunks: List[np.ndarray] = []
         self.count = 0
+        self.stale = 0
         self.done = threading.Event()
         self.error: Optional[str] = None
 
@@ -183,18 +192,24 @@ class AvFusionNode(Node):
 
         # Callback groups: inputs, timers (+ ~/train) and ~/capture_sample (which waits for
         # audio) never block each other; shared state is guarded by self._lock.
-        io = self.io_group = MutuallyExclusiveCallbackGroup()   # keeps audio chunks in order
+        # One mutually exclusive group per stream: each stream stays in order (audio chunks
+        # must), and a burst on one (large images) cannot hold back the others; shared state
+        # is protected by self._lock.
+        sounds_g, faces_g, video_g, audio_g = (MutuallyExclusiveCallbackGroup()
+                                               for _ in range(4))
         self.timer_group = MutuallyExclusiveCallbackGroup()
         self.capture_group = MutuallyExclusiveCallbackGroup()
         rel = stream_qos(self.p['reliability'], 20)
         img_qos = stream_qos(self.p['image_reliability'], 2)
         self.create_subscription(Detection2DArray, 'sound_sources', self._on_sounds, rel,
-                                 callback_group=io)
+                                 callback_group=sounds_g)
         self.create_subscription(Detection2DArray, 'faces', self._on_faces, rel,
-                                 callback_group=io)
-        self.create_subscription(Image, 'image', self._on_image, img_qos, callback_group=io)
+                                 callback_group=faces_g)
+        self.create_subscription(Image, 'image', self._on_image, img_qos,
+                                 callback_group=video_g)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                 stream_qos(self.p['image_reliability'], 2), callback_group=io)
+                                 stream_qos(self.p['image_reliability'], 2),
+                                 callback_group=video_g)
         self.pub_speaking = self.create_publisher(Detection2DArray, 'speaking_faces',
                                                   stream_qos('reliable', 10))
         self.pub_overlay = self.create_publisher(Image, 'overlay', stream_qos('reliable', 2))
@@ -203,9 +218,9 @@ class AvFusionNode(Node):
         audio_qos = stream_qos(self.p['reliability'], 200)
         if AudioDataStamped is not None:
             self.create_subscription(AudioDataStamped, 'audio/audio_stamped', self._on_audio,
-                                     audio_qos, callback_group=io)
+                                     audio_qos, callback_group=audio_g)
             self.create_subscription(AudioInfo, 'audio/audio_info', self._on_audio_info,
-                                     latched_qos(), callback_group=io)
+                                     latched_qos(), callback_group=audio_g)
         else:
             self.get_logger().warning('audio_common_msgs is not installed: ~/capture_sample '
                                       'will refuse every capture (fusion works)')
@@ -464,6 +479,10 @@ class AvFusionNode(Node):
             self.audio_info = msg
             self.decoder = None
 
+    def _audio_rate(self, msg=None) -> int:
+        fmt = self._audio_format()
+        return fmt[0] if not isinstance(fmt, str) else 16000
+
     def _audio_format(self):
         """(rate, channels, fmt) or an error string."""
         info = self.audio_info
@@ -502,6 +521,15 @@ class AvFusionNode(Node):
             except ValueError as exc:
                 rec.error = f'audio chunk cannot be decoded: {exc}'
                 rec.done.set()
+                return
+            # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
+            # still queued from before it (a busy node, a burst from the driver) would put
+            # audio from before the loudspeaker was placed into the dataset.
+            stamp = stamp_to_ns(msg.header.stamp)
+            end = stamp + len(x) * 1_000_000_000 // max(1, int(self._audio_rate(msg)))
+            if (stamp and abs(stamp - rec.start_ns) < _STAMP_COMPARABLE_NS
+                    and end <= rec.start_ns):
+                rec.stale += 1
                 return
             need = rec.n_samples - rec.count
             if len(x):
@@ -580,7 +608,7 @@ class AvFusionNode(Node):
                                 f'{ci.width}x{ci.height} differ')
         rate = fmt[0]
         dur = float(self.p['capture_duration'])
-        rec = _Recording(int(round(dur * rate)))
+        rec = _Recording(int(round(dur * rate)), self.get_clock().now().nanoseconds)
         with self._lock:
             self.decoder = None
             self.recording = rec
@@ -590,8 +618,10 @@ class AvFusionNode(Node):
         if rec.error:
             return self._refuse(response, rec.error)
         if not ok:
+            stale = (f' ({rec.stale} chunk(s) acquired before the request were skipped)'
+                     if rec.stale else '')
             return self._refuse(response, f'audio stopped: got {rec.count / rate:.2f} s of '
-                                f'{dur:.2f} s within the timeout')
+                                f'{dur:.2f} s within the timeout{stale}')
         x = np.concatenate(rec.chunks, axis=0)[:rec.n_samples]
         det1, err, _ = self._find_marker()
         if err:
@@ -772,7 +802,7 @@ class AvFusionNode(Node):
 def main(args=None):
     from .common import run
     return run(AvFusionNode, args=args,
-               executor_factory=lambda: MultiThreadedExecutor(num_threads=4))
+               executor_factory=lambda: MultiThreadedExecutor(num_threads=6))
 
 
 if __name__ == '__main__':
