@@ -39,7 +39,11 @@ ARGUMENTS = [
     ('frame_id', 'head', 'frame of the head (audio chunks and sound_directions)'),
     # sbm_localizer
     ('model_path', '', 'SBM model file (.npz); can be changed at runtime (ros2 param set)'),
-    ('n_sources', '1', 'simultaneous sources to localise (1 or 2; must match the model)'),
+    ('n_sources', '1', 'simultaneous sources to localise: 1 or 2 (must match the model), or '
+     '0 = automatic (model_path one-source + model_path_two two-source)'),
+    ('model_path_two', '', 'two-source SBM model for n_sources:=0 (automatic)'),
+    ('auto_threshold', '0.3', 'automatic mode: evidence margin (nats per active entry) for two '
+     'sources'),
     ('window_s', '0.0', 'localisation window in s (0 = 0.72 s for one source, 1.2 s for two)'),
     ('estimate_rate', '10.0', 'estimates per second of audio'),
     ('min_active_fraction', '0.02', 'minimum active fraction of a window (silence gate)'),
@@ -96,6 +100,8 @@ def generate_launch_description():
         parameters=[lc('localizer_config'), {
             'model_path': ParameterValue(lc('model_path'), value_type=str),
             'n_sources': ParameterValue(lc('n_sources'), value_type=int),
+            'model_path_two': ParameterValue(lc('model_path_two'), value_type=str),
+            'auto_threshold': ParameterValue(lc('auto_threshold'), value_type=float),
             'window_s': ParameterValue(lc('window_s'), value_type=float),
             'estimate_rate': ParameterValue(lc('estimate_rate'), value_type=float),
             'min_active_fraction': ParameterValue(lc('min_active_fraction'), value_type=float),
