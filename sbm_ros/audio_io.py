@@ -25,12 +25,13 @@ Numerical choices
 from __future__ import annotations
 
 import os
-import tempfile
 import wave
 from fractions import Fraction
 from typing import Optional, Tuple
 
 import numpy as np
+
+from .fileio import atomic_write
 
 __all__ = [
     "SAMPLE_FORMATS",
@@ -158,25 +159,12 @@ def write_wav(path, x, rate: int) -> None:
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     payload = float_to_pcm_bytes(x, "S16LE")
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".wav", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with wave.open(f, "wb") as w:
-                w.setnchannels(x.shape[1])
-                w.setsampwidth(2)
-                w.setframerate(rate)
-                w.writeframes(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        with wave.open(f, "wb") as w:
+            w.setnchannels(x.shape[1])
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(payload)
 
 
 def pcm_bytes_to_float(data: bytes, channels: int, sample_format: str = "S16LE",

@@ -56,6 +56,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .fileio import atomic_write
 from . import __version__
 from .dataset import canonical_pair
 from .features import (FeatureConfig, binaural_features, expand_mask, features_from_spectra,
@@ -1397,10 +1398,8 @@ def run(bc: BenchConfig) -> dict:
     out["runtime_s"] = runtime
     md = render_report(out, bc, machine, runtime, plots)
     path = os.path.join(bc.out_dir, "benchmark.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
+    with atomic_write(path, "w", perms=0o644) as fh:
         fh.write(md)
-    os.replace(tmp, path)
     out["report"] = md
     out["report_path"] = path
     out["plots"] = plots

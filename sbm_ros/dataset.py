@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from .audio_io import read_wav, write_wav
 from .features import FeatureConfig, features_from_spectra, stft
+from .fileio import atomic_write
 
 DEGREE_COLUMNS = (["azimuth_deg"], ["azimuth_deg", "elevation_deg"])
 PIXEL_COLUMNS = (["u_px"], ["u_px", "v_px"])
@@ -244,18 +244,11 @@ def append_sample(root: str, x: np.ndarray, sample_rate: int, target: Sequence[f
         k += 1
     write_wav(os.path.join(root, name), x, sample_rate)
     rows.append([name] + [f"{float(v):.6f}" for v in target])
-    fd, tmp = tempfile.mkstemp(prefix=".targets-", suffix=".csv.tmp", dir=root)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_write(csv_path, "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, csv_path)
     if camera is not None:
-        cam_path = os.path.join(root, CAMERA_FILE)
-        fd, tmp = tempfile.mkstemp(prefix=".camera-", suffix=".json.tmp", dir=root)
-        with os.fdopen(fd, "w") as fh:
+        with atomic_write(os.path.join(root, CAMERA_FILE), "w") as fh:
             json.dump(camera, fh, indent=1)
-        os.replace(tmp, cam_path)
     return name
 
 

@@ -21,7 +21,6 @@ import datetime as _dt
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
@@ -30,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .features import FeatureConfig
+from .fileio import atomic_write
 from .gllim import GLLiM, GLLiMParams
 
 FORMAT_NAME = "sbm_ros.model"
@@ -129,25 +129,15 @@ class SBMModel:
     def save(self, path: str) -> str:
         """Write the model atomically; returns the path."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         buf = io.BytesIO()
         arrays = {name: np.asarray(getattr(self.params, name), dtype=np.float64)
                   for name in _ARRAYS}
         if self.frame_var is not None:
             arrays["frame_var"] = np.asarray(self.frame_var, dtype=np.float64)
         np.savez(buf, metadata=np.array(json.dumps(self.metadata())), **arrays)
-        fd, tmp = tempfile.mkstemp(prefix=".sbm-model-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as fh:
+            fh.write(buf.getvalue())
         return path
 
     @classmethod

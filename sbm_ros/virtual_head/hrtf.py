@@ -53,13 +53,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 import time
 from math import gcd
 
 import numpy as np
 from scipy.signal import resample_poly
 from scipy.spatial import ConvexHull
+
+from ..fileio import atomic_write
 
 KEMAR_RATE = 44100
 DEFAULT_RATE = 16000
@@ -323,16 +324,8 @@ def load_kemar(sample_rate: int = DEFAULT_RATE, use_cache: bool = True) -> HRIRS
     az, el, hrirs = _convert_kemar(sample_rate)
     hs = HRIRSet(az, el, hrirs, sample_rate, name="MIT KEMAR normal pinna")
     if use_cache:
-        fd, tmp = tempfile.mkstemp(prefix=".kemar_", suffix=".npz", dir=str(path.parent))
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, version=CACHE_VERSION, sample_rate=sample_rate, az=hs.az, el=hs.el,
-                         hrirs=hs.hrirs, onsets=hs.onsets, aligned=hs.aligned,
-                         pre_delay=hs.pre_delay, created=time.time())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except Exception:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, perms=0o644) as fh:
+            np.savez(fh, version=CACHE_VERSION, sample_rate=sample_rate, az=hs.az, el=hs.el,
+                     hrirs=hs.hrirs, onsets=hs.onsets, aligned=hs.aligned,
+                     pre_delay=hs.pre_delay, created=time.time())
     return hs

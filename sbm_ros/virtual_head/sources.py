@@ -28,6 +28,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from math import gcd
 
+from ..fileio import atomic_write
 from .hrtf import cache_dir
 
 __all__ = [
@@ -171,11 +172,8 @@ def speech(text: str, voice: str = "en", rate: int = 16000, speed: int | None = 
     x = x * (rms / p)
     if use_cache:
         cdir.mkdir(parents=True, exist_ok=True)
-        fd, tmpf = tempfile.mkstemp(prefix=".speech_", suffix=".npy", dir=str(cdir))
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path, perms=0o644) as fh:
             np.save(fh, x)
-        os.chmod(tmpf, 0o644)
-        os.replace(tmpf, path)
     return x
 
 
