@@ -8,6 +8,7 @@ the ``espeak-ng`` command. No ROS imports.
     x = head.render(white_noise(1.0, 16000, seed=0), az_deg=10.0, el_deg=-5.0)   # (16000, 2)
 """
 
+from .ambient import FanNoise
 from .camera import VirtualCamera
 from .datasets import (grid_pixels, grid_positions, make_speech_test_set, make_training_set,
                        read_targets, write_dataset)
@@ -18,7 +19,7 @@ from .sources import (COUNT_WORDS, VOICES, count_utterances, counting_speech, es
                       speech, white_noise)
 
 __all__ = [
-    "VirtualCamera", "grid_pixels", "grid_positions", "make_speech_test_set",
+    "FanNoise", "VirtualCamera", "grid_pixels", "grid_positions", "make_speech_test_set",
     "make_training_set", "read_targets", "write_dataset", "HRIRSet", "cache_dir",
     "fractional_shift", "load_kemar", "VirtualHead", "add_self_noise", "Room", "estimate_t60",
     "schroeder_decay", "COUNT_WORDS", "VOICES", "count_utterances", "counting_speech",
