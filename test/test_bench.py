@@ -40,7 +40,12 @@ def _section(text, title):
 
 def _table_rows(block):
     """Rows (lists of cells) of the first Markdown table in ``block`` (header excluded)."""
-    lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+    lines = []
+    for ln in block.splitlines():
+        if ln.startswith("|"):
+            lines.append(ln)
+        elif lines:
+            break                                  # the first table ends at its first non-row
     assert len(lines) >= 3, "no Markdown table found"
     assert set(lines[1].replace("|", "").strip()) <= set("-: "), "second line is not a rule"
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
@@ -150,6 +155,22 @@ def test_table2_parses_and_is_sane(quick_run):
             if r[0].startswith("SBM"):
                 assert el is not None and float(el) < 10.0, (r[0], c)
                 assert out < 50.0, (r[0], c)
+
+
+def test_table2_extra_k_and_wn_s_diagnostics(quick_run):
+    _, text = quick_run
+    sec = _section(text, "## Table II")
+    extra = sec[sec.index("**Beyond the protocol"):]
+    rows = _table_rows(extra)
+    assert rows[0][0] == "SBM-2 ILPD, K = 20" and len(rows[0]) == 5
+    cell = re.compile(PM + r" / " + PM + r" / " + NUM + r" %")
+    for c in rows[0][1:]:
+        m = cell.fullmatch(c)
+        assert m and float(m.group(1)) < 10.0 and float(m.group(3)) < 10.0, c
+    diag = _table_rows(sec[sec.index("**Why the speech source"):])
+    assert sum(int(r[1]) for r in diag) == 50          # every WN+S mixture of quick mode
+    for r in diag:
+        assert 0.0 <= float(r[3]) <= 100.0 and float(r[2]) >= 0.0 and float(r[4]) >= 0.0, r
 
 
 def test_sliding_window_and_speed_sections(quick_run):
