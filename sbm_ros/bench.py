@@ -1034,7 +1034,7 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
     add(f"- **Command**: `{bc.command}`")
     add(f"- **Mode**: {mode} (seed {bc.seed}); total run time {runtime_s / 60:.1f} min "
         f"(wall clock)")
-    add(f"- **Code**: sbm_ros {__version__}, git commit {_git()}")
+    add(f"- **Code**: sbm_ros {__version__}, git commit {out.get('git') or _git()}")
     add(f"- **Date**: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     add(f"- **Machine**: {machine['cpu']}, {machine['cores']} cores; {machine['os']}; Python "
         f"{machine['python']}, numpy {machine['numpy']}, scipy {machine['scipy']}, BLAS "
@@ -1494,11 +1494,13 @@ def run(bc: BenchConfig) -> dict:
     from .virtual_head import Room, VirtualCamera, VirtualHead, load_kemar
 
     t_start = time.perf_counter()
+    # the checkout's state before this run writes its own report and plots
+    out_git = _git()
     os.makedirs(bc.out_dir, exist_ok=True)
     machine = _machine()
     camera = VirtualCamera.narrow()
     hrirs = load_kemar(RATE)
-    out: dict = {"scenes": {}}
+    out: dict = {"scenes": {}, "git": out_git}
     from .virtual_head import grid_positions
     n_test = len(grid_positions(*bc.test_grid, camera))
     _log("synthesising speech (espeak-ng)")
