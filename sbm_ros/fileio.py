@@ -20,8 +20,12 @@ def atomic_write(path, mode: str = "wb", newline: Optional[str] = None,
                  perms: Optional[int] = None) -> Iterator:
     """Write ``path`` atomically; ``mode`` is ``"wb"`` or ``"w"`` (text, with ``newline``).
 
-    ``perms``: permission bits of the final file (``mkstemp`` creates it 0o600).
+    ``perms``: permission bits of the final file; by default ``0o666`` minus the process umask,
+    as ``open()`` would create it (``mkstemp``'s private 0o600 would hide models and datasets
+    from the other users of a robot).
     """
+    if perms is None:
+        perms = 0o666 & ~_umask()
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
@@ -32,10 +36,27 @@ def atomic_write(path, mode: str = "wb", newline: Optional[str] = None,
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        if perms is not None:
-            os.chmod(tmp, perms)
+        os.chmod(tmp, perms)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where possible (Linux /proc).
+
+    ``os.umask`` can only be read by setting it, which briefly affects every other thread of
+    the process; /proc/self/status has it read-only (Linux >= 4.7).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -34,3 +34,20 @@ def test_text_mode_newline(tmp_path):
     with atomic_write(p, 'w', newline='') as fh:
         fh.write('a\r\nb\n')
     assert p.read_bytes() == b'a\r\nb\n'
+
+
+def test_default_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_write(tmp_path / "m.npz") as fh:
+            fh.write(b"x")
+        assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o640
+        os.umask(0o022)
+        with atomic_write(tmp_path / "m.npz") as fh:      # replacing keeps following it
+            fh.write(b"y")
+        assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o644
+        with atomic_write(tmp_path / "p.bin", perms=0o600) as fh:
+            fh.write(b"z")
+        assert stat.S_IMODE(os.stat(tmp_path / "p.bin").st_mode) == 0o600
+    finally:
+        os.umask(old)
