@@ -195,6 +195,26 @@ def ellipse_axes(cov: np.ndarray, n_sigma: float = 2.0):
     return float(a), float(b), float(angle)
 
 
+def _label_origin(placed: list, x0: int, y0: int, y1: int, tw: int, th: int, base: int,
+                  W: int, H: int) -> tuple:
+    """Text origin for a face label: above the box, else below it, else stacked further up or
+    down, at the first place whose rectangle overlaps no label in ``placed`` (then appended)."""
+    x = int(min(max(0, x0), max(0, W - tw)))
+    th = th + base                       # rectangle height: glyphs plus descenders
+    step = th + 2
+    tops = [y0 - 4 - th, y1 + 4]
+    for i in range(1, 8):
+        tops += [y0 - 4 - th - i * step, y1 + 4 + i * step]
+    for top in tops + [tops[0]]:
+        top = int(min(max(0, top), max(0, H - th)))
+        rect = (x, top, x + tw, top + th)
+        if all(rect[2] <= r[0] or r[2] <= rect[0] or rect[3] <= r[1] or r[3] <= rect[1]
+               for r in placed):
+            break
+    placed.append(rect)
+    return x, rect[1] + th - base
+
+
 def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
                  scores: Optional[dict] = None, speaking: Optional[set] = None,
                  n_sigma: float = 2.0, mouth: Optional[Sequence] = None) -> np.ndarray:
@@ -212,6 +232,8 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
     thick = max(1, int(round(min(H, W) / 240)))
     scores = scores or {}
     speaking = speaking or set()
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick
+    placed = []          # label rectangles already drawn (x0, y0, x1, y1): labels never overlap
     for f in faces:
         x0, y0 = int(round(f.u - f.w / 2)), int(round(f.v - f.h / 2))
         x1, y1 = int(round(f.u + f.w / 2)), int(round(f.v + f.h / 2))
@@ -219,8 +241,9 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
         color = COLOR_SPEAKING if talk else COLOR_FACE
         cv2.rectangle(img, (x0, y0), (x1, y1), color, 3 * thick if talk else thick)
         label = f'{f.id} {scores.get(f.id, 0.0):.2f}' + (' speaking' if talk else '')
-        cv2.putText(img, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thick, color, thick, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(label, font, scale, thick)
+        org = _label_origin(placed, x0, y0, y1, tw, th, base, W, H)
+        cv2.putText(img, label, org, font, scale, color, thick, cv2.LINE_AA)
     for (mu, mv) in (mouth or []):
         cv2.circle(img, (int(round(mu)), int(round(mv))), 2 * thick, COLOR_FACE, -1)
     for s in sounds:

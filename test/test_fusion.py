@@ -276,3 +276,21 @@ def test_draw_overlay_marks_faces_and_sounds():
     assert (np.all(out == image_io.COLOR_SOUND, axis=2)).any()
     a, b, ang = image_io.ellipse_axes(np.diag([400.0, 100.0]))
     assert (a, b) == pytest.approx((40.0, 20.0)) and abs(ang) % 180 == pytest.approx(0.0)
+
+
+def test_overlay_labels_of_close_faces_do_not_overlap():
+    pytest.importorskip('cv2')
+    placed = []
+    # two faces side by side, 20 px apart: their labels (wider than the gap) must not collide
+    for x0 in (100, 120):
+        image_io._label_origin(placed, x0, 100, 160, 70, 10, 3, 640, 480)
+    (a, b) = placed
+    assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], placed
+    assert all(0 <= r[0] and r[2] <= 640 and 0 <= r[1] and r[3] <= 480 for r in placed)
+    # a label at the image top edge stays inside the image
+    image_io._label_origin(placed, 600, 0, 40, 70, 10, 3, 640, 480)
+    assert placed[-1][1] >= 0 and placed[-1][2] <= 640
+    img = np.zeros((240, 320, 3), np.uint8)
+    faces = [Face('alice', 100, 100, 60, 72), Face('bob', 115, 105, 60, 72)]
+    out = image_io.draw_overlay(img, faces, [], scores={'alice': 0.9}, speaking={'alice'})
+    assert out.shape == img.shape
