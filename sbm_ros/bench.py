@@ -1264,6 +1264,8 @@ def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
                                               "(paper Figs. 3-left and 6-left)",
                  "bench_error_vs_N.png": "Error versus training-set size N (paper Figs. 3-right "
                                          "and 6-right)",
+                 "bench_error_vs_fan.png": "One-source error versus the level of a computer fan "
+                                           "in the room (ambient-noise section)",
                  "bench_camera_frame.png": "Virtual camera frame: true test positions and SBM-1 "
                                            "ILPD estimates (speech, reverberant)"}
         for p in plots:
