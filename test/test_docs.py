@@ -24,3 +24,26 @@ def test_readme_commands_exist():
     assert 'tools/dev demo' in text and 'tools/dev test' in text
     with open(os.path.join(ROOT, '.ci', 'run')) as fh:
         assert 'tools/dev test' in fh.read()
+
+
+def test_readme_benchmark_figures_come_from_the_report():
+    """Every decimal figure in the README's benchmark section is in docs/benchmark.md.
+
+    The report is what `sbm-bench` wrote; a README figure that no report number rounds to is
+    stale or made up. (A sanity guard without context: a stale figure that happens to equal
+    some other number of the report passes.)
+    """
+    import re
+    with open(os.path.join(ROOT, 'README.md')) as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, 'docs', 'benchmark.md')) as fh:
+        report = fh.read()
+    sec = readme[readme.index('## Benchmark'):readme.index('## ROS API')]
+    num = re.compile(r'(?<![\w.])(\d+\.\d+)(?![\w.])')
+    have = [float(x) for x in num.findall(report)]
+    missing = []
+    for tok in sorted(set(num.findall(sec))):
+        nd = len(tok.split('.')[1])
+        if not any(round(v, nd) == float(tok) or f'{v:.{nd}f}' == tok for v in have):
+            missing.append(tok)
+    assert not missing, f'README benchmark figures not found in docs/benchmark.md: {missing}'
