@@ -388,6 +388,18 @@ def main(argv=None) -> int:
                 if r.returncode is not None or True:
                     say(f"{name} (exit code {r.returncode}) log tail:\n{r.tail()}")
             raise RuntimeError("a node did not start")
+        # discovery between the nodes: av_fusion and this recorder subscribed to the
+        # localiser's estimates, av_fusion's marks visible here (a loaded machine may need
+        # seconds; the virtual head then waits for its own subscribers)
+        t_disc = time.monotonic()
+        while time.monotonic() - t_disc < 30.0:
+            if (node.count_publishers("sound_sources") >= 1
+                    and node.count_subscribers("sound_sources") >= 2
+                    and node.count_publishers("speaking_faces") >= 1):
+                break
+            time.sleep(0.05)
+        else:
+            say("WARNING: the nodes did not all discover each other within 30 s; starting anyway")
         runs["virtual_head"] = NodeRun("virtual_head", vh_p, logs, env).start()
         say(f"virtual_head started (rate {args.rate:g}x): rendering the scene, then publishing")
         timeout = args.timeout or (tl.duration_s / args.rate + 90.0)

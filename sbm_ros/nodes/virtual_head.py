@@ -79,8 +79,9 @@ PARAMS = [
           '(ignored with loop).'),
     Param('start_delay_s', 1.0, 'Wait this long (wall clock) after rendering before publishing '
           '(discovery).', non_negative, read_only=True),
-    Param('wait_for_subscribers', 0, 'Before publishing, wait until audio/audio_stamped has at '
-          'least this many subscribers (at most wait_timeout_s).', non_negative, read_only=True),
+    Param('wait_for_subscribers', 0, 'Before publishing, wait until audio/audio_stamped, image '
+          'and faces each have at least this many subscribers (at most wait_timeout_s).',
+          non_negative, read_only=True),
     Param('wait_timeout_s', 30.0, 'Longest wait for wait_for_subscribers (s).', positive,
           read_only=True),
     Param('publish_clock', False, 'Publish /clock with the scene time (for use_sim_time '
@@ -249,15 +250,16 @@ class VirtualHeadNode(Node):
             self.pub_info.publish(audio_info_msg(self.scene.sample_rate, 2, 'S16LE'))
             want = int(self.p['wait_for_subscribers'])
             if want > 0:
+                pubs = (self.pub_audio, self.pub_image, self.pub_faces)
                 deadline = time.monotonic() + self.p['wait_timeout_s']
-                while (self.pub_audio.get_subscription_count() < want
+                while (min(p.get_subscription_count() for p in pubs) < want
                        and time.monotonic() < deadline and not self._stop.is_set()):
                     time.sleep(0.05)
-                n = self.pub_audio.get_subscription_count()
-                if n < want:
-                    log.warn(f'only {n} of {want} subscriber(s) on '
-                             f'{self.pub_audio.topic_name} after {self.p["wait_timeout_s"]} s:'
-                             f' starting anyway')
+                for p in pubs:
+                    n = p.get_subscription_count()
+                    if n < want:
+                        log.warn(f'only {n} of {want} subscriber(s) on {p.topic_name} after '
+                                 f'{self.p["wait_timeout_s"]} s: starting anyway')
             if not self._sleep_until(time.monotonic() + self.p['start_delay_s']):
                 return
             loop_index = 0
