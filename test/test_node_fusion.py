@@ -158,6 +158,7 @@ class Rig:
         self.t0_ns = n.get_clock().now().nanoseconds
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.video_paused = threading.Event()      # set: the camera stalls (audio goes on)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -167,7 +168,8 @@ class Rig:
             self._audio_tick()
             if time.monotonic() >= next_video:
                 next_video += 0.1
-                self._video()
+                if not self.video_paused.is_set():
+                    self._video()
 
     def place(self, u, v, marker=True, seed=0):
         """Put the loudspeaker (marker + white noise) at pixel (u, v); returns the true centre."""
@@ -445,6 +447,46 @@ def test_capture_train_handoff(ros, tmp_path):
         rig.close()
         for p in procs:
             p.stop()
+
+
+def test_capture_waits_out_a_camera_stall_and_refuses_a_dead_camera(ros, tmp_path):
+    from std_srvs.srv import Trigger
+    ds = str(tmp_path / 'ds')
+    rig = Rig(ros)
+    fusion = NodeProcess('av_fusion', DOMAIN, name='av_fusion_stall',
+                         params={'dataset_dir': ds, 'capture_duration': 0.3,
+                                 'marker_id': MARKER_ID, 'max_image_age': 1.0})
+    try:
+        fusion.start()
+        capture = ros.node.create_client(Trigger, '/av_fusion_stall/capture_sample')
+        fusion.wait_for('av_fusion ready', 15, spin=ros.spin_for)
+        rig.place(200, 200, seed=1)
+        ros.spin_for(0.25)
+        res = call(ros, capture)
+        deadline = time.monotonic() + 15.0        # discovery may lag on a loaded machine
+        while not res.success and 'received' in res.message and time.monotonic() < deadline:
+            ros.spin_for(0.5)
+            res = call(ros, capture)
+        assert res.success, res.message
+        # the camera stalls for 1.6 s; the capture is requested 1.3 s into the stall, when the
+        # newest frame is already older than max_image_age: it waits for the next frame
+        rig.video_paused.set()
+        ros.spin_for(1.3)
+        threading.Timer(0.3, rig.video_paused.clear).start()
+        res = call(ros, capture)
+        assert res.success, res.message
+        # a camera that stays dead: refused, with the reason, after the extra wait
+        rig.video_paused.set()
+        ros.spin_for(1.3)
+        t0 = time.monotonic()
+        res = call(ros, capture)
+        assert not res.success and 'is the camera running?' in res.message, res.message
+        assert time.monotonic() - t0 >= 0.9       # it did wait for a fresh frame first
+        rig.video_paused.clear()
+    finally:
+        rig.close()
+        fusion.stop()
+    assert len(read_dataset(ds)) == 2             # both good captures kept, nothing else
 
 
 def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):

@@ -109,7 +109,8 @@ PARAMS = [
     Param('max_marker_motion_px', 8.0, 'a capture is refused when the marker moved more than '
           'this between the start and the end of the recording', positive),
     Param('max_image_age', 1.0, 'the current image must have arrived at most this many seconds '
-          'ago', positive),
+          'ago; an older one is waited for (up to this long again) before a capture is refused',
+          positive),
     Param('audio_timeout', 5.0, 'extra seconds to wait for audio beyond capture_duration',
           positive),
     Param('sample_rate', 0, 'audio sample rate used when no audio_info was received (0 = '
@@ -553,10 +554,22 @@ class AvFusionNode(Node):
             msg, rx = self.image, self.image_rx
         if msg is None:
             return None, "no image received on 'image' yet", None
+        max_age = self.p['max_image_age']
         age = time.monotonic() - rx
-        if age > self.p['max_image_age']:
+        if age > max_age:
+            # a stream that stalled for a moment (a loaded machine, a camera driver hiccup)
+            # should not fail the capture: give it max_image_age to deliver a fresh frame
+            deadline = time.monotonic() + max_age
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                with self._lock:
+                    if self.image_rx > rx:
+                        msg, rx = self.image, self.image_rx
+                        break
+            age = time.monotonic() - rx
+        if age > max_age:
             return None, (f"the current image is {age:.1f} s old (max_image_age "
-                          f"{self.p['max_image_age']} s): is the camera running?"), None
+                          f"{max_age} s): is the camera running?"), None
         try:
             bgr = self._to_bgr(msg)
         except image_io.ImageError as exc:
