@@ -126,7 +126,8 @@ class SBMLocalizer:
         self.min_active_fraction = float(min_active_fraction)
         self.min_fill = float(min_fill)
         self.mask_margin_db = float(mask_margin_db)
-        self.engine = PosteriorEngine(model.params, n_bins=cfg.n_freq)
+        self.engine = PosteriorEngine(model.params, n_bins=cfg.n_freq,
+                                      noise=_noise_model(model))
         self.engine_two = None
         if self.model_two is not None:
             self.engine_two = PosteriorEngine(self.model_two.params, n_bins=cfg.n_freq)
@@ -211,7 +212,8 @@ class SBMLocalizer:
                 lps = self.model.dims_per_source
                 if np.linalg.norm(m2[:lps] - m2[lps:]) >= self.auto_min_separation:
                     post, n_src = post2, 2
-        mean, cov = post.mean(), post.covariance()
+        used = self.model_two if n_src == 2 and self.model_two is not None else self.model
+        mean, cov = post.mean(), post.covariance() * (used.cov_scale * post.fit_ratio)
         lps = self.model.dims_per_source
         sources = []
         for m in range(n_src):
@@ -222,6 +224,13 @@ class SBMLocalizer:
                                           confidence=1.0 / (1.0 + r / self.confidence_scale)))
         return Estimate(sources=sources, active_fraction=frac, n_active=post.n_active,
                         end_sample=self.end_sample, n_frames=w.n_frames, posterior=post)
+
+
+def _noise_model(model: SBMModel):
+    """(sigma2, frame_corr * frame_var) of a hierarchical model file, else None."""
+    if not model.hierarchical:
+        return None
+    return model.params.sigma2, model.frame_corr * model.frame_var
 
 
 def _with_frame_noise(model: SBMModel):

@@ -82,6 +82,21 @@ class SBMModel:
             self.frame_var = fv
 
     @property
+    def frame_corr(self) -> float:
+        """Frames per independent observation (STFT overlap and room), see ``localizer``."""
+        return float(self.info.get("frame_corr", 1.0))
+
+    @property
+    def cov_scale(self) -> float:
+        """Factor on the posterior covariance that matches cross-validated errors."""
+        return float(self.info.get("cov_scale", 1.0))
+
+    @property
+    def hierarchical(self) -> bool:
+        """True when the file carries the frame-noise model of the hierarchical posterior."""
+        return self.frame_var is not None and "frame_corr" in self.info
+
+    @property
     def target_names(self) -> list:
         return list(TARGET_NAMES[(self.target_space, self.dims_per_source)])
 

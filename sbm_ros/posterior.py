@@ -25,6 +25,25 @@ only F distinct values (one per bin): ``Mn`` is folded over the feature blocks t
 which divides its size by 3 for ILPD features. The ``q`` term is common to all k and cancels in
 the normalisation of ``nu``; it is not needed. ``posterior_direct`` is the naive reference that
 sums eqs. 17-19 over every active time-frequency entry (cost O(K T D L^2)).
+
+**Hierarchical noise** (``noise=(map_var, frame_noise)``). Theorem 1 treats every active
+frame as an independent draw around ``A_k x + b_k`` with the variance ``sigma2`` that GLLiM
+fitted on *temporal-mean* training vectors: the posterior then narrows as 1/n with n the number
+of active frames, to 0.01-0.09 degrees on measured heads where the error is degrees. Frames
+overlap by 7/8 and share the room's tail, and the mean map itself misses held-out positions.
+With noise given, a window's masked mean ``ybar_d = s_d / n_d`` is modelled as
+``ybar_d = A_k x + b_k + m_d + e_d`` with the map's misfit ``m_d ~ N(0, map_var_d)`` (the
+localiser passes GLLiM's own ``sigma2``, the residual of the training mean vectors), which
+does not average out, and the frame noise ``e_d ~ N(0, frame_noise_d / n_d)``, where
+``frame_noise = frame_corr * frame_var`` counts ``frame_corr`` frames per independent
+observation. That is Theorem 1 again with one observation ``ybar_d`` of precision
+``w_d = 1 / (map_var_d + frame_noise_d / n_d)`` per observed dimension, still closed form
+and independent of T: ``Mn`` and ``Ms`` are precomputed without the ``1 / sigma2`` factor and
+multiplied by ``w`` and ``w * ybar``. The posterior also reports ``fit_ratio``, the weighted
+squared residual ``sum_d w_d (ybar_d - A_k mu_k - b_k)^2`` per observed dimension (averaged
+over k with the weights nu): about 1 when the window looks like the training data, larger in
+reverberant or mixed windows. The localiser scales the covariance by it (a Birge ratio), so the
+reported uncertainty and the confidence follow how well the window fits the model.
 """
 
 from __future__ import annotations
@@ -89,6 +108,7 @@ class Posterior:
     covs: np.ndarray
     n_active: int = 0
     log_evidence: float = float("nan")   # log p(S | model), see PosteriorEngine.posterior
+    fit_ratio: float = 1.0   # hierarchical noise only: weighted residual per observed dimension
 
     def mean(self) -> np.ndarray:
         """Posterior expectation, eq. 20."""
@@ -113,7 +133,7 @@ class PosteriorEngine:
         sharing one mask per bin. Enables the folded fast path for per-bin ``n``.
     """
 
-    def __init__(self, params, n_bins: Optional[int] = None):
+    def __init__(self, params, n_bins: Optional[int] = None, noise=None):
         p = _params(params)
         p.validate()
         self.params = p
@@ -149,9 +169,20 @@ class PosteriorEngine:
         # s-linear rows per k: [A_l / s2 (L) | b / s2 (1)]
         Ms = np.concatenate([p.A, p.b[:, :, None]], axis=2) * isig[None, :, None]
         self.Ms = np.ascontiguousarray(Ms.transpose(0, 2, 1).reshape(K * (L + 1), D))
+        self.noise = None
+        if noise is not None:
+            misfit, frame_noise = (np.broadcast_to(np.asarray(v, dtype=np.float64), (D,))
+                                   for v in noise)
+            if np.any(misfit <= 0) or np.any(frame_noise < 0):
+                raise ValueError("noise: misfit variances must be > 0 and frame noise >= 0")
+            self.noise = (misfit.copy(), frame_noise.copy())
+            self.Mn = self.Mn * p.sigma2[None, :]
+            self.Ms = self.Ms * p.sigma2[None, :]
+            self.n_bins = None
 
     def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int,
-                const: float = 0.0) -> Posterior:
+                const: float = 0.0, wyy: Optional[float] = None,
+                n_obs: int = 0) -> Posterior:
         K, L, P = self.K, self.L, self.P
         un = un.reshape(K, P + L + 1)
         us = us.reshape(K, L + 1)
@@ -172,8 +203,35 @@ class PosteriorEngine:
         eye = np.broadcast_to(np.eye(L), (K, L, L))
         Linv = np.linalg.solve(chol, eye)
         V = np.einsum("kji,kjl->kil", Linv, Linv)
+        fit = 1.0
+        if wyy is not None:
+            # sum_d w_d (ybar_d - A_k mu_k - b_k)^2 from the same products, per component
+            chi2 = (wyy - 2.0 * (np.einsum("kl,kl->k", mu, us[:, :L]) + us[:, L])
+                    + np.einsum("kl,klm,km->k", mu, AtWA, mu)
+                    + 2.0 * np.einsum("kl,kl->k", mu, un[:, P:P + L]) + un[:, P + L])
+            fit = float(max(w @ np.maximum(chi2, 0.0), 0.0) / max(n_obs, 1))
         return Posterior(weights=w, means=mu, covs=V, n_active=n_active,
-                         log_evidence=float(lse + const))
+                         log_evidence=float(lse + const), fit_ratio=fit)
+
+    def _posterior_hierarchical(self, stats: SufficientStats) -> Posterior:
+        n = np.asarray(stats.n, dtype=np.float64)
+        if n.shape[0] != self.D:
+            if n.shape[0] == 0 or self.D % n.shape[0]:
+                raise ValueError(f"stats.n has length {n.shape[0]}; expected D={self.D} or a "
+                                 f"divisor of it")
+            n = np.tile(n, self.D // n.shape[0])
+        if stats.s.shape[0] != self.D:
+            raise ValueError(f"stats.s has length {stats.s.shape[0]}; expected D={self.D}")
+        misfit, frame_noise = self.noise
+        seen = n > 0
+        nn = np.where(seen, n, 1.0)
+        ybar = np.where(seen, stats.s / nn, 0.0)
+        w = np.where(seen, 1.0 / (misfit + frame_noise / nn), 0.0)
+        un = self.Mn @ w
+        us = self.Ms @ (w * ybar)
+        wyy = float(w @ (ybar * ybar))
+        const = -0.5 * (wyy - float(np.sum(np.log(w[seen] / (2 * np.pi)))))
+        return self._finish(un, us, stats.n_active, const, wyy=wyy, n_obs=int(seen.sum()))
 
     def posterior(self, stats: SufficientStats) -> Posterior:
         """Theorem 1 from sufficient statistics (``n`` per dimension or per bin).
@@ -181,7 +239,11 @@ class PosteriorEngine:
         Also returns the log-evidence ``log p(S | model) = log sum_k pi_k p(S | Z=k)``, i.e.
         the normalising constant of eq. 19 with the terms common to all k put back:
         ``- 1/2 sum_d q_d / sigma2_d - 1/2 sum_d n_d log(2 pi sigma2_d)``.
+        With a hierarchical noise model (see the module docstring) the same formulas are
+        evaluated on the window's mean with the precisions ``w``.
         """
+        if self.noise is not None:
+            return self._posterior_hierarchical(stats)
         n = np.asarray(stats.n, dtype=np.float64)
         if n.shape[0] == self.D:
             un = self.Mn @ n

@@ -1,0 +1,229 @@
+"""One-source calibration that is safe on small sets: checks, densification, K by
+cross-validation over positions, and the noise model of the hierarchical posterior.
+
+:func:`fit_one_source` is what ``sbm-train`` runs for one source:
+
+1. :func:`check_positions` refuses sets too small or degenerate to calibrate, with what to record.
+2. The mean vectors are densified (:mod:`.densify`) between neighbouring positions.
+3. Without an explicit K, K is chosen from ``K_CANDIDATES`` by the held-out error of
+   ``folds``-fold cross-validation *over positions*: each fold's positions are removed (with
+   everything interpolated from them), the rest densified and fitted, and the removed positions'
+   white-noise mean vectors localised. Only interior positions are held out (not those on the
+   convex hull of the set): the model is used inside the recorded field, and holding out an
+   edge position measures extrapolation, which no K does well. The error of the chosen K
+   (mean absolute error per target dimension) is what the calibration is worth at
+   unrecorded positions; ``sbm-train`` is to print it and store it in the model.
+4. ``frame_corr``: how many consecutive feature frames make one independent observation,
+   measured on the training recordings as the ratio of the variance of ``corr_window``-frame
+   means to ``frame_var / corr_window``; it enters the hierarchical posterior
+   (:mod:`.posterior`).
+5. ``cov_scale``: the same folds localise each held-out position's mean vector as a window of
+   ``REF_FRAMES`` active frames with the hierarchical posterior; ``cov_scale`` is the median
+   ratio of squared error to posterior variance (times its fit ratio), over the median of a
+   one-degree chi-square: robust to the few positions the folds leave far from any other.
+   The localiser multiplies its covariances by it, so the reported uncertainty matches what
+   cross-validation measured (the posterior keeps its closed form; the factor is one number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .densify import densify
+from .features import FeatureConfig, features_from_spectra, stft
+from .gllim import GLLiM
+from .posterior import PosteriorEngine, SufficientStats
+
+#: K values tried by cross-validation (capped by what each fold can support).
+K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+#: Fewest positions for a one-source calibration.
+MIN_POSITIONS = 5
+#: Median of a chi-square variable with one degree of freedom.
+_CHI2_1_MEDIAN = 0.454936
+#: Active frames of the reference window used to calibrate the covariance (0.72 s, half active).
+REF_FRAMES = 45
+#: Dense training vectors aimed at when the subdivision is automatic.
+DENSE_TARGET = 1500
+
+
+class CalibrationError(ValueError):
+    """The calibration set cannot give a usable model; the message says what to record."""
+
+
+@dataclass
+class CalibrationResult:
+    gllim: GLLiM
+    X: np.ndarray                    # the (dense) training targets the model was fitted on
+    n_positions: int
+    subdiv: int
+    n_components: int                # asked for (chosen by CV or given)
+    cv_error: Optional[List[float]]  # mean abs held-out error per target dimension
+    cv_table: dict = field(default_factory=dict)     # K -> mean held-out error (all dims)
+    frame_corr: float = 1.0
+    cov_scale: float = 1.0
+    warnings: List[str] = field(default_factory=list)
+
+
+def grid_steps(X: np.ndarray) -> np.ndarray:
+    """Typical spacing of the positions per target dimension (median neighbour gap)."""
+    out = []
+    for col in np.asarray(X, float).T:
+        u = np.unique(np.round(col, 9))
+        gaps = np.diff(u)
+        out.append(float(np.median(gaps)) if gaps.size else 1.0)
+    return np.asarray(out)
+
+
+def check_positions(X: np.ndarray, names: Sequence[str]) -> List[str]:
+    """Raise :class:`CalibrationError` for unusable sets; return warnings for weak ones."""
+    X = np.asarray(X, float)
+    N, L = X.shape
+    warnings = []
+    uniq, counts = np.unique(np.round(X, 6), axis=0, return_counts=True)
+    if len(uniq) < MIN_POSITIONS:
+        raise CalibrationError(
+            f"{N} recording(s) at {len(uniq)} distinct position(s): a calibration needs at "
+            f"least {MIN_POSITIONS} distinct positions spread over the field of view; record "
+            f"more (200-400 for a camera's whole image, a few dozen for a small field)")
+    if np.any(counts > 1):
+        warnings.append(f"{int(np.sum(counts[counts > 1]))} recordings share "
+                        f"{int(np.sum(counts > 1))} position(s); repeated positions add no "
+                        f"coverage: move the loudspeaker between recordings")
+    for d in range(L):
+        if np.ptp(uniq[:, d]) <= 1e-9 * (1.0 + np.abs(uniq[:, d]).max()):
+            raise CalibrationError(
+                f"all positions have the same {names[d]} ({uniq[0, d]:g}): the model cannot "
+                f"learn that coordinate; record positions at several values of {names[d]}, "
+                f"or train on the other coordinate only (sbm-train --azimuth-only)")
+    return warnings
+
+
+def auto_subdiv(n_positions: int, dims: int, target: int = DENSE_TARGET) -> int:
+    """Subdivisions per edge so that the dense set has about ``target`` vectors (1..8)."""
+    if n_positions <= 0:
+        return 1
+    s = (target / n_positions) ** (1.0 / max(dims, 1))
+    return int(np.clip(np.floor(s), 1, 8))
+
+
+def interior(X: np.ndarray) -> np.ndarray:
+    """Indices of positions strictly inside the recorded field (not on its convex hull)."""
+    X = np.asarray(X, float)
+    if X.shape[1] == 1 or np.linalg.matrix_rank(X - X.mean(axis=0)) < X.shape[1]:
+        spread = np.ptp(X, axis=0) > 0
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        on_edge = np.any(((X == lo) | (X == hi)) & spread, axis=1)
+        return np.nonzero(~on_edge)[0]
+    from scipy.spatial import ConvexHull, QhullError
+    try:
+        hull = ConvexHull(X / grid_steps(X))
+    except QhullError:
+        return np.arange(len(X))
+    eq = hull.equations
+    dist = X / grid_steps(X) @ eq[:, :-1].T + eq[:, -1]
+    return np.nonzero(np.all(dist < -1e-6, axis=1))[0]
+
+
+def _folds(candidates: np.ndarray, k: int, seed: int) -> List[np.ndarray]:
+    k = int(min(k, len(candidates)))
+    order = np.random.default_rng([seed, 29]).permutation(candidates)
+    return [np.sort(order[i::k]) for i in range(k)]
+
+
+def frame_correlation(recordings: Sequence[np.ndarray], cfg: FeatureConfig,
+                      frame_var: np.ndarray, corr_window: int = 32,
+                      max_recordings: int = 100) -> float:
+    """Frames per independent observation (>= 1), measured on the training recordings."""
+    step = max(1, len(recordings) // max_recordings)
+    ratios = []
+    fv = np.maximum(frame_var, 1e-12)
+    for x in recordings[::step]:
+        Y = features_from_spectra(stft(x, cfg), cfg)[0]
+        nw = Y.shape[0] // corr_window
+        if nw < 2:
+            continue
+        means = Y[:nw * corr_window].reshape(nw, corr_window, -1).mean(axis=1)
+        ratios.append(np.median(means.var(axis=0, ddof=1) / (fv / corr_window)))
+    if not ratios:
+        return float(cfg.n_fft / cfg.hop)          # no long recording: the STFT overlap
+    return float(np.clip(np.median(ratios), 1.0, corr_window))
+
+
+def _window_posterior(g: GLLiM, Y: np.ndarray, frame_noise: np.ndarray):
+    """Posterior means and variances (N, L) of mean vectors seen as REF_FRAMES-frame windows."""
+    eng = PosteriorEngine(g.params_, noise=(g.params_.sigma2, frame_noise))
+    n = np.full(Y.shape[1], float(REF_FRAMES))
+    means, var = [], []
+    for y in Y:
+        post = eng.posterior(SufficientStats(n=n, s=REF_FRAMES * y, q=REF_FRAMES * y * y))
+        means.append(post.mean())
+        var.append(np.diag(post.covariance()) * post.fit_ratio)
+    return np.array(means), np.array(var)
+
+
+def fit_one_source(X: np.ndarray, Y: np.ndarray, cfg: FeatureConfig,
+                   names: Sequence[str], frame_var: np.ndarray, frame_corr: float = 1.0,
+                   n_components: Optional[int] = None,
+                   subdiv: Optional[int] = None, folds: int = 5, max_iter: int = 100,
+                   tol: float = 1e-6, seed: int = 0, candidates=K_CANDIDATES,
+                   log: Optional[Callable[[str], None]] = None) -> CalibrationResult:
+    """Check, densify, choose K (unless given) and fit; see the module docstring."""
+    say = log or (lambda msg: None)
+    X = np.asarray(X, float)
+    Y = np.asarray(Y, float)
+    warnings = check_positions(X, names)
+    for w in warnings:
+        say("warning: " + w)
+    N, L = X.shape
+    scale = grid_steps(X)
+    if subdiv is None:
+        subdiv = auto_subdiv(N, L)
+    subdiv = max(1, int(subdiv))
+
+    def dense(idx):
+        return densify(X[idx], Y[idx], cfg.feature_type, cfg.n_freq, subdiv, scale)
+
+    inner = interior(X)
+    if len(inner) < 2:
+        inner = np.arange(N)
+    fold_sets = _folds(inner, folds, seed)
+    fold_data = []
+    for held in fold_sets:
+        keep = np.setdiff1d(np.arange(N), held)
+        fold_data.append((held, *dense(keep)))
+    min_dense = min(Xd.shape[0] for _, Xd, _ in fold_data)
+    if n_components is not None and n_components > 0:
+        tried = [int(n_components)]
+    else:
+        tried = [k for k in candidates if k <= max(1, min_dense // 4)] or [1]
+    frame_noise = float(frame_corr) * np.asarray(frame_var, float)
+    table, per_dim, ratio = {}, {}, {}
+    for K in tried:
+        errs, rat = [], []
+        for held, Xd, Yd in fold_data:
+            if K > Xd.shape[0]:
+                break
+            g = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed).fit(Xd, Yd)
+            m, v = _window_posterior(g, Y[held], frame_noise)
+            errs.append(np.abs(m - X[held]))
+            rat.append((m - X[held]) ** 2 / np.maximum(v, 1e-300))
+        if len(errs) < len(fold_data):
+            continue
+        e = np.concatenate(errs)
+        table[K] = float(np.mean(e))
+        per_dim[K] = [float(v) for v in e.mean(axis=0)]
+        ratio[K] = float(np.median(np.concatenate(rat)) / _CHI2_1_MEDIAN)
+        errs_txt = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, per_dim[K]))
+        say(f"K={K}: held-out error {errs_txt}")
+    if not table:
+        raise CalibrationError(f"no K could be cross-validated on {N} positions")
+    K = min(table, key=table.get) if len(tried) > 1 else tried[0]
+    Xd, Yd = dense(np.arange(N))
+    K = min(K, Xd.shape[0])
+    g = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed).fit(Xd, Yd)
+    return CalibrationResult(gllim=g, X=Xd, n_positions=N, subdiv=subdiv, n_components=K,
+                             cv_error=per_dim[K], cv_table=table, frame_corr=float(frame_corr),
+                             cov_scale=max(1.0, ratio[K]), warnings=warnings)
