@@ -1,10 +1,13 @@
 """The sbm_ros demo on a machine with ROS 2 (Humble or newer):
 
     ros2 launch sbm_ros demo.launch.py model_path:=/path/model_1src.npz \
-        [model_path_two:=/path/model_2src.npz] [rate:=1.0] [viewer:=rqt|rviz|none]
+        [model_path_two:=/path/model_2src.npz] [rate:=1.0] [viewer:=none|rqt|rviz]
 
 Starts ``virtual_head`` (the scenario: audio, image, camera_info, faces, ground truth),
-``sbm_localizer`` and ``av_fusion``; optionally ``rqt_image_view`` on the overlay or RViz.
+``sbm_localizer`` and ``av_fusion``; optionally ``rqt_image_view`` on the overlay
+(``viewer:=rqt``) or RViz (``viewer:=rviz``). A viewer is not a dependency of the package: when
+the one asked for is not installed, the launch stops with an error before any node starts.
+The arguments always win over ``config/virtual_head.yaml`` (its key is ``/**``).
 Models: train them once with ``python -m sbm_ros.demo`` (cached in ~/.cache/sbm_ros/models,
 file names printed) or with ``sbm-train``. ``model_path_two`` and ``n_sources:=0`` (automatic
 one/two-source mode) need a localizer that declares them; otherwise leave them empty / 1.
@@ -12,12 +15,38 @@ Topics can be remapped with the ``*_topic`` arguments.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, LaunchConfigurationEquals
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node, SetParameter
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+
+VIEWERS = {'none': None, 'rqt': 'rqt_image_view', 'rviz': 'rviz2'}
+
+
+def _check_viewer(context):
+    """Fail before any node starts when the viewer is unknown or not installed."""
+    viewer = context.launch_configurations['viewer']
+    if viewer not in VIEWERS:
+        raise RuntimeError(f"viewer:={viewer!r}: use one of {', '.join(VIEWERS)}")
+    package = VIEWERS[viewer]
+    if package is not None:
+        from ament_index_python.packages import (PackageNotFoundError,
+                                                 get_package_prefix)
+        try:
+            get_package_prefix(package)
+        except PackageNotFoundError:
+            raise RuntimeError(f"viewer:={viewer} needs the package '{package}', which is not "
+                               "installed (install it, or use viewer:=none)") from None
+    return []
+
+
+def _viewer_is(name):
+    # works on Humble, Jazzy and Kilted (LaunchConfigurationEquals is deprecated on Jazzy,
+    # EqualsSubstitution does not exist on Humble)
+    return IfCondition(PythonExpression(["'", LaunchConfiguration('viewer'), f"' == '{name}'"]))
 
 
 def generate_launch_description():
@@ -39,9 +68,9 @@ def generate_launch_description():
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='all nodes on /clock (virtual_head then publishes '
                               'it)'),
-        DeclareLaunchArgument('viewer', default_value='rqt',
-                              description="'rqt' (rqt_image_view on the overlay), 'rviz' or "
-                              "'none'"),
+        DeclareLaunchArgument('viewer', default_value='none',
+                              description="'none', 'rqt' (rqt_image_view on the overlay) or "
+                              "'rviz' (rviz2); the viewer's package must be installed"),
         DeclareLaunchArgument('audio_topic', default_value='audio/audio_stamped',
                               description='binaural audio chunks'),
         DeclareLaunchArgument('audio_info_topic', default_value='audio/audio_info',
@@ -88,10 +117,9 @@ def generate_launch_description():
         remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic')),
                                                 ('overlay', lc('overlay_topic'))])
     rqt = Node(package='rqt_image_view', executable='rqt_image_view', name='overlay_view',
-               arguments=[lc('overlay_topic')], condition=LaunchConfigurationEquals('viewer',
-                                                                                    'rqt'))
-    rviz = Node(package='rviz2', executable='rviz2', name='rviz2',
-                condition=LaunchConfigurationEquals('viewer', 'rviz'))
-    return LaunchDescription(args + virtual_head_params + [virtual_head] + [
+               arguments=[lc('overlay_topic')], condition=_viewer_is('rqt'))
+    rviz = Node(package='rviz2', executable='rviz2', name='rviz2', condition=_viewer_is('rviz'))
+    return LaunchDescription(args + [OpaqueFunction(function=_check_viewer)]
+                             + virtual_head_params + [virtual_head] + [
         SetParameter(name='use_sim_time', value=lc('use_sim_time')),
         localizer, localizer_two, fusion, rqt, rviz])
