@@ -118,12 +118,13 @@ def interior(X: np.ndarray) -> np.ndarray:
         on_edge = np.any(((X == lo) | (X == hi)) & spread, axis=1)
         return np.nonzero(~on_edge)[0]
     from scipy.spatial import ConvexHull, QhullError
+    Z = X / grid_steps(X)
     try:
-        hull = ConvexHull(X / grid_steps(X))
+        hull = ConvexHull(Z)
     except QhullError:
         return np.arange(len(X))
     eq = hull.equations
-    dist = X / grid_steps(X) @ eq[:, :-1].T + eq[:, -1]
+    dist = Z @ eq[:, :-1].T + eq[:, -1]
     return np.nonzero(np.all(dist < -1e-6, axis=1))[0]
 
 

@@ -37,7 +37,7 @@ import numpy as np
 __all__ = ["densify", "interpolate_features"]
 
 
-def _blocks(feature_type: str, n_freq: int, dim: int):
+def _blocks(feature_type: str, n_freq: int):
     if feature_type == "ilpd":
         return slice(0, n_freq), slice(n_freq, 2 * n_freq), slice(2 * n_freq, 3 * n_freq)
     if feature_type == "ipd":
@@ -55,7 +55,7 @@ def interpolate_features(Y: np.ndarray, t: np.ndarray, feature_type: str,
     """
     Y = np.asarray(Y, dtype=np.float64)
     t = np.atleast_2d(np.asarray(t, dtype=np.float64))
-    ild, cs, sn = _blocks(feature_type, n_freq, Y.shape[1])
+    ild, cs, sn = _blocks(feature_type, n_freq)
     out = np.empty((t.shape[0], Y.shape[1]))
     if ild is not None:
         out[:, ild] = t @ Y[:, ild]
@@ -78,18 +78,19 @@ def _unwrapped_phase_difference(z: np.ndarray, n_freq: int) -> np.ndarray:
 
     The wrapped difference is only right while it stays within +-pi; between positions farther
     apart it wraps at high frequencies. The difference is close to a pure delay: per vertex,
-    the delay ``tau_j`` (in turns per bin) that best explains the wrapped differences of the
-    lowest ``DELAY_FIT_BAND`` of the bins is found as the peak of their magnitude-weighted
-    phase-transform correlation (GCC-PHAT on the mean phasors, robust to the room, unlike
-    unwrapping), and every bin where that delay line exceeds pi gets the whole number of turns
-    that brings it nearest to the line (below pi the wrapped measurement is kept: in a room it
-    departs from a pure delay).
+    the phase slope (radians per bin, proportional to the delay) that best explains the
+    wrapped differences of the lowest ``DELAY_FIT_BAND`` of the bins is found as the peak of
+    their magnitude-weighted phase-transform correlation (GCC-PHAT on the mean phasors, robust
+    to the room, unlike unwrapping), and every bin where that delay line exceeds pi gets the
+    whole number of turns that brings it nearest to the line (below pi the wrapped
+    measurement is kept: in a room it departs from a pure delay).
     """
     wrapped = np.angle(z * np.conj(z[0])[None, :])
     f = np.arange(1, n_freq + 1, dtype=np.float64)                     # bin numbers
     lo = max(8, int(DELAY_FIT_BAND * n_freq))
     wgt = np.abs(z[:, :lo]) * np.abs(z[0, :lo])[None, :]
-    # delays up to half a period of the highest fitted bin... in radians per bin number
+    # candidate slopes (radians per bin): +-4 pi / lo, i.e. the fitted band's top bin turns
+    # by at most +-4 pi (+-1.25 ms at 16 kHz with the default STFT)
     slopes = np.linspace(-np.pi / 2, np.pi / 2, 2001) * (8.0 / lo)
     score = np.einsum("vf,vsf->vs", wgt,
                       np.cos(wrapped[:, None, :lo] - slopes[None, :, None] * f[None, None, :lo]))

@@ -140,6 +140,16 @@ class PosteriorEngine:
         K, D, L = p.A.shape
         self.K, self.D, self.L = K, D, L
         isig = 1.0 / p.sigma2
+        self.noise = None
+        if noise is not None:
+            map_var, frame_noise = (np.broadcast_to(np.asarray(v, dtype=np.float64), (D,))
+                                    for v in noise)
+            if np.any(map_var <= 0) or np.any(frame_noise < 0):
+                raise ValueError("noise: map variances must be > 0 and frame noise >= 0")
+            self.noise = (map_var.copy(), frame_noise.copy())
+        # Row weights of Mn and Ms: 1 / sigma2 for Theorem 1; none with a noise model, whose
+        # precisions w change with every window and multiply the vectors instead.
+        rw = isig if self.noise is None else np.ones(D)
         self.Gi = np.linalg.inv(p.Gamma)
         self.Gi = 0.5 * (self.Gi + self.Gi.transpose(0, 2, 1))
         self.Gic = np.einsum("klm,km->kl", self.Gi, p.c)
@@ -154,10 +164,11 @@ class PosteriorEngine:
         AA = p.A[:, :, iu[0]] * p.A[:, :, iu[1]]                         # (K, D, P)
         Ab = p.A * p.b[:, :, None]                                       # (K, D, L)
         bb = (p.b ** 2)[:, :, None]                                      # (K, D, 1)
-        Mn = np.concatenate([AA, Ab, bb], axis=2) * isig[None, :, None]  # (K, D, P+L+1)
+        Mn = np.concatenate([AA, Ab, bb], axis=2) * rw[None, :, None]    # (K, D, P+L+1)
         self.Mn = np.ascontiguousarray(Mn.transpose(0, 2, 1).reshape(K * (P + L + 1), D))
         self.n_bins = None
-        if n_bins is not None and n_bins > 0 and D % n_bins == 0:
+        if (self.noise is None and n_bins is not None and n_bins > 0
+                and D % n_bins == 0):
             self.n_bins = int(n_bins)
             self.Mn_bins = np.ascontiguousarray(
                 self.Mn.reshape(K * (P + L + 1), D // n_bins, n_bins).sum(axis=1))
@@ -167,18 +178,8 @@ class PosteriorEngine:
         if self.n_bins is not None:
             self.log2pis_bins = self.log2pis.reshape(D // self.n_bins, self.n_bins).sum(axis=0)
         # s-linear rows per k: [A_l / s2 (L) | b / s2 (1)]
-        Ms = np.concatenate([p.A, p.b[:, :, None]], axis=2) * isig[None, :, None]
+        Ms = np.concatenate([p.A, p.b[:, :, None]], axis=2) * rw[None, :, None]
         self.Ms = np.ascontiguousarray(Ms.transpose(0, 2, 1).reshape(K * (L + 1), D))
-        self.noise = None
-        if noise is not None:
-            misfit, frame_noise = (np.broadcast_to(np.asarray(v, dtype=np.float64), (D,))
-                                   for v in noise)
-            if np.any(misfit <= 0) or np.any(frame_noise < 0):
-                raise ValueError("noise: misfit variances must be > 0 and frame noise >= 0")
-            self.noise = (misfit.copy(), frame_noise.copy())
-            self.Mn = self.Mn * p.sigma2[None, :]
-            self.Ms = self.Ms * p.sigma2[None, :]
-            self.n_bins = None
 
     def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int,
                 const: float = 0.0, wyy: Optional[float] = None,
@@ -222,11 +223,11 @@ class PosteriorEngine:
             n = np.tile(n, self.D // n.shape[0])
         if stats.s.shape[0] != self.D:
             raise ValueError(f"stats.s has length {stats.s.shape[0]}; expected D={self.D}")
-        misfit, frame_noise = self.noise
+        map_var, frame_noise = self.noise
         seen = n > 0
         nn = np.where(seen, n, 1.0)
         ybar = np.where(seen, stats.s / nn, 0.0)
-        w = np.where(seen, 1.0 / (misfit + frame_noise / nn), 0.0)
+        w = np.where(seen, 1.0 / (map_var + frame_noise / nn), 0.0)
         un = self.Mn @ w
         us = self.Ms @ (w * ybar)
         wyy = float(w @ (ybar * ybar))
@@ -263,6 +264,9 @@ class PosteriorEngine:
     def predict_full(self, Y: np.ndarray):
         """Posterior for fully observed single vectors (rows of Y): returns (means (N, L),
         weights (N, K), component means (N, K, L))."""
+        if self.noise is not None:
+            raise ValueError("predict_full evaluates Theorem 1 with sigma2; build the engine "
+                             "without a noise model")
         Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
         if Y.shape[1] != self.D:
             raise ValueError(f"Y has {Y.shape[1]} columns; the model expects D={self.D}")
