@@ -39,14 +39,14 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'sbm-train = sbm_ros.cli:train_main',
-            'sbm-localize = sbm_ros.cli:localize_main',
-            'sbm-bench = sbm_ros.bench:main',
+            'sbm-train = sbm_ros.apps.cli:train_main',
+            'sbm-localize = sbm_ros.apps.cli:localize_main',
+            'sbm-bench = sbm_ros.apps.bench:main',
             'binaural_capture = sbm_ros.nodes.binaural_capture:main',
             'sbm_localizer = sbm_ros.nodes.sbm_localizer:main',
             'av_fusion = sbm_ros.nodes.av_fusion:main',
             'virtual_head = sbm_ros.nodes.virtual_head:main',
-            'sbm-bag = sbm_ros.bag_offline:main',
+            'sbm-bag = sbm_ros.apps.bag_offline:main',
         ],
     },
 )

@@ -8,7 +8,7 @@ Starts ``virtual_head`` (the scenario: audio, image, camera_info, faces, ground 
 (``viewer:=rqt``) or RViz (``viewer:=rviz``). A viewer is not a dependency of the package: when
 the one asked for is not installed, the launch stops with an error before any node starts.
 The arguments always win over ``config/virtual_head.yaml`` (its key is ``/**``).
-Models: train them once with ``python -m sbm_ros.demo`` (cached in ~/.cache/sbm_ros/models,
+Models: train them once with ``python -m sbm_ros.apps.demo`` (cached in ~/.cache/sbm_ros/models,
 file names printed) or with ``sbm-train``. ``model_path_two`` and ``n_sources:=0`` (automatic
 one/two-source mode) need a localizer that declares them; otherwise leave them empty / 1.
 Topics can be remapped with the ``*_topic`` arguments.

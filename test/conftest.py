@@ -3,9 +3,13 @@
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TEST_DIR)
+# the package (also without an install) and the shared helpers (synth, rostest_utils) for the
+# tests in the sub-folders, which mirror the package's rooms (core/, av/, sim/, nodes/, apps/)
+for _path in (ROOT, TEST_DIR):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 def pytest_configure(config):

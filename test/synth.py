@@ -1,4 +1,4 @@
-"""A toy binaural renderer for fast tests (the realistic one is sbm_ros.virtual_head).
+"""A toy binaural renderer for fast tests (the realistic one is sbm_ros.sim).
 
 Interaural delay 0.6 ms * sin(azimuth); interaural level difference that depends on azimuth and
 (through a frequency ripple) on elevation, so both coordinates are observable in ILD and IPD.
@@ -38,8 +38,8 @@ def babble(n, seed, rate=RATE):
 def make_dataset(root, az_values, el_values, duration=0.5, seed=0, noise=1e-4):
     """Write a dataset folder (degrees) on the toy head; returns the target array."""
     import os
-    from sbm_ros.dataset import TARGETS_FILE
-    from sbm_ros.audio_io import write_wav
+    from sbm_ros.core.dataset import TARGETS_FILE
+    from sbm_ros.core.audio_io import write_wav
     os.makedirs(root, exist_ok=True)
     rows = ['file,azimuth_deg,elevation_deg']
     targets = []

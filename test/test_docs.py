@@ -9,13 +9,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_readme_parameter_tables_match_the_code():
     pytest.importorskip('rclpy', reason='the node modules need rclpy (tools/dev test has it)')
-    from sbm_ros.docs_api import NODES, render
+    from sbm_ros.apps.docs_api import NODES, render
     with open(os.path.join(ROOT, 'README.md')) as fh:
         text = fh.read()
     for node in NODES:
         assert f'<!-- BEGIN PARAMS {node} -->' in text, f'README lacks the {node} table'
     assert render(text) == text, ('README parameter tables are out of date: run '
-                                  'python -m sbm_ros.docs_api --update README.md')
+                                  'python -m sbm_ros.apps.docs_api --update README.md')
 
 
 def test_readme_commands_exist():

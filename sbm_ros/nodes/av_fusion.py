@@ -4,7 +4,7 @@ Fusion: subscribes ``sound_sources`` (vision_msgs/Detection2DArray in pixels, fr
 ``sbm_localizer``) and ``faces`` (vision_msgs/Detection2DArray from any face detector), optionally
 ``image`` (sensor_msgs/Image) and ``camera_info``. Each sound estimate is matched to the face
 detections closest to it in time (within ``time_tolerance``) by the gated Mahalanobis rule of
-:mod:`sbm_ros.fusion`; per-face speaking scores are smoothed over time. Publishes
+:mod:`sbm_ros.av.fusion`; per-face speaking scores are smoothed over time. Publishes
 ``speaking_faces`` (the faces of every ``faces`` message with results[0] = 'speaking' | 'silent'
 and the score) and ``overlay`` (the image with faces, sound estimates with their uncertainty
 ellipses and the speaking faces highlighted; camera header kept).
@@ -42,11 +42,12 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import (Detection2D, Detection2DArray, ObjectHypothesis,
                              ObjectHypothesisWithPose)
 
-from .. import image_io
-from ..audio_io import PcmStreamDecoder
-from ..dataset import DatasetError, append_sample
-from ..fusion import (Face, FaceIdAssigner, MatchConfig, Sound, SpeakingScores, TimedBuffer,
-                      check_faces_in_image, covariance_from_flat, match_sources)
+from sbm_ros.av import image_io
+from sbm_ros.core.audio_io import PcmStreamDecoder
+from sbm_ros.core.dataset import DatasetError, append_sample
+from sbm_ros.av.fusion import (Face, FaceIdAssigner, MatchConfig, Sound, SpeakingScores,
+                               TimedBuffer, check_faces_in_image, covariance_from_flat,
+                               match_sources)
 from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
 
@@ -261,7 +262,7 @@ class AvFusionNode(Node):
         key = (new['marker_dictionary'], new['marker_id'])
         if key != (self.p['marker_dictionary'], self.p['marker_id']):
             try:
-                from ..marker import MarkerDetector
+                from sbm_ros.av.marker import MarkerDetector
                 MarkerDetector(new['marker_dictionary'], new['marker_id'])
             except Exception as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
@@ -541,7 +542,7 @@ class AvFusionNode(Node):
 
     # ------------------------------------------------------------------ capture service
     def _marker_detector(self):
-        from ..marker import MarkerDetector
+        from sbm_ros.av.marker import MarkerDetector
         key = (self.p['marker_dictionary'], self.p['marker_id'])
         if self._detector_key != key:
             self._detector = MarkerDetector(*key)
@@ -701,7 +702,7 @@ class AvFusionNode(Node):
                 out = os.path.join(root, 'models', f'model_{stamp}_{os.getpid()}_'
                                    f'{int(time.time() * 1000) % 1000:03d}.npz')
             os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-            cmd = [sys.executable, '-m', 'sbm_ros.training', root, '-o', out,
+            cmd = [sys.executable, '-m', 'sbm_ros.apps.cli', root, '-o', out,
                    '--max-iter', str(int(self.p['train_max_iter']))]
             k = int(self.p['train_components'])
             cmd += ['-K', str(k)] if k > 0 else ['--auto-components']

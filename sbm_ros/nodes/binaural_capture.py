@@ -43,8 +43,8 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from sbm_ros.nodes.common import (LogThrottle, Param, declare_parameters, describe_qos,
-                                  latched_qos, ns_to_stamp, one_of, positive, run, stream_qos)
+from .common import (LogThrottle, Param, declare_parameters, describe_qos,
+                     latched_qos, ns_to_stamp, one_of, positive, run, stream_qos)
 
 NODE_NAME = 'binaural_capture'
 
@@ -155,7 +155,7 @@ class BinauralCapture(Node):
         self.pub_audio = self.create_publisher(AudioDataStamped, 'audio/audio_stamped', qos)
         self.pub_info = self.create_publisher(AudioInfo, 'audio/audio_info', latched_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        from sbm_ros.ros_convert import audio_info_msg
+        from .ros_convert import audio_info_msg
         self.pub_info.publish(audio_info_msg(self.rate, 2, 'S16LE'))
         self.get_logger().info(
             f"publishing {self.pub_audio.topic_name} ({describe_qos(qos)}) and "
@@ -242,7 +242,7 @@ class BinauralCapture(Node):
 
     # ------------------------------------------------------------------ file source
     def _file_loop(self) -> None:
-        from sbm_ros.audio_io import float_to_pcm_bytes, read_wav
+        from sbm_ros.core.audio_io import float_to_pcm_bytes, read_wav
         path = self.p['file_path']
         try:
             if not path:

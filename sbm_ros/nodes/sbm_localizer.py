@@ -1,6 +1,6 @@
 """sbm_localizer: binaural audio chunks -> sound-source directions and image positions.
 
-Thin ROS wrapper around :class:`sbm_ros.localizer.SBMLocalizer` (features, activity mask,
+Thin ROS wrapper around :class:`sbm_ros.core.localizer.SBMLocalizer` (features, activity mask,
 sliding window, Theorem-1 posterior); see the README's "ROS API" for topics and parameters.
 
 Design:
@@ -25,7 +25,7 @@ Design:
 * **Automatic source count** (``n_sources: 0``): ``model_path`` holds a one-source model and
   ``model_path_two`` a two-source model of the same feature settings; every window is
   evaluated with both and the two-source answer is published when its calibrated evidence wins
-  by ``auto_threshold`` (see :class:`sbm_ros.localizer.SBMLocalizer`). Without a usable
+  by ``auto_threshold`` (see :class:`sbm_ros.core.localizer.SBMLocalizer`). Without a usable
   ``model_path_two`` the node localises one source and says so.
 * **Cameras**: a degree model needs ``camera_info`` for ``sound_sources`` /
   ``sound_image_markers``; a pixel model needs a camera for ``sound_directions`` /
@@ -52,9 +52,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
-from sbm_ros.nodes.common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters,
-                                  describe_qos, fraction, latched_qos, non_negative, ns_to_stamp,
-                                  one_of, positive, run, stamp_to_ns, stream_qos)
+from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters,
+                     describe_qos, fraction, latched_qos, non_negative, ns_to_stamp,
+                     one_of, positive, run, stamp_to_ns, stream_qos)
 
 NODE_NAME = 'sbm_localizer'
 RAW_CODINGS = ('', 'wave', 'wav', 'pcm', 'raw', 'linear_pcm', 'lpcm')
@@ -242,7 +242,7 @@ class SbmLocalizerNode(Node):
     @staticmethod
     def _load_model(path: str, n_sources: int):
         """(model, None) or (None, error text)."""
-        from sbm_ros.model import ModelError, SBMModel
+        from sbm_ros.core.model import ModelError, SBMModel
         try:
             model = SBMModel.load(os.path.expanduser(path))
         except ModelError as exc:
@@ -276,7 +276,7 @@ class SbmLocalizerNode(Node):
         return None
 
     def _apply_model(self, path: str, model) -> None:
-        from sbm_ros.geometry import PinholeCamera
+        from sbm_ros.core.geometry import PinholeCamera
         self.model = model
         self.model_path_loaded = path
         self.model_camera = None
@@ -331,7 +331,7 @@ class SbmLocalizerNode(Node):
 
     def _rebuild(self) -> None:
         """(Re)create the streaming localiser from the current model and parameters."""
-        from sbm_ros.localizer import SBMLocalizer
+        from sbm_ros.core.localizer import SBMLocalizer
         self._dirty = False
         self.loc = None
         self._reset_stream_state()
@@ -404,7 +404,7 @@ class SbmLocalizerNode(Node):
     # ================================================================== camera
     def _on_camera_info(self, msg) -> None:
         self._mark_rx('cam')
-        from sbm_ros.ros_convert import camera_from_camera_info
+        from .ros_convert import camera_from_camera_info
         try:
             cam = camera_from_camera_info(msg)
         except ValueError as exc:
@@ -465,7 +465,7 @@ class SbmLocalizerNode(Node):
         if self.format_problem:
             self._reject('format', f'rejecting audio: {self.format_problem}', level='error')
             return
-        from sbm_ros.audio_io import bytes_per_sample, pcm_bytes_to_float
+        from sbm_ros.core.audio_io import bytes_per_sample, pcm_bytes_to_float
         rate, channels, fmt, _ = self._audio_format()
         data = msg.audio.data
         frame = channels * bytes_per_sample(fmt)
@@ -556,7 +556,7 @@ class SbmLocalizerNode(Node):
 
     def _estimate(self, rate: int, now_ns: int) -> None:
         from std_msgs.msg import Header
-        from sbm_ros import ros_convert as rc
+        from . import ros_convert as rc
         loc = self.loc
         est = loc.estimate()
         w = loc.window

@@ -1,6 +1,6 @@
 """virtual_head: a simulated robot head that publishes what the real one would.
 
-Reads a scenario (YAML, :mod:`sbm_ros.scenario`), renders the whole timeline first (every
+Reads a scenario (YAML, :mod:`sbm_ros.sim.scenario`), renders the whole timeline first (every
 utterance synthesised with espeak-ng and rendered with measured KEMAR HRIRs in a reverberant
 room, one binaural track; progress is logged), then publishes it at real time (``rate`` 1.0) or
 faster (``rate`` > 1):
@@ -45,8 +45,8 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 
-from sbm_ros.nodes.common import (Param, declare_parameters, describe_qos, latched_qos,
-                                  non_negative, ns_to_stamp, positive, stream_qos)
+from .common import (Param, declare_parameters, describe_qos, latched_qos,
+                     non_negative, ns_to_stamp, positive, stream_qos)
 
 NODE_NAME = 'virtual_head'
 
@@ -134,7 +134,7 @@ class VirtualHeadNode(Node):
 
     # ------------------------------------------------------------------ setup
     def _load_and_render(self):
-        from sbm_ros.scenario import SceneRenderer, build_timeline, default_scenario_path, \
+        from sbm_ros.sim.scenario import SceneRenderer, build_timeline, default_scenario_path, \
             load_scenario
         path = self.p['scenario'] or default_scenario_path()
         log = self.get_logger()
@@ -153,7 +153,7 @@ class VirtualHeadNode(Node):
         self.renderer = SceneRenderer(self.timeline, jitter_px=self.p['face_jitter_px'],
                                       size_jitter=self.p['face_size_jitter'],
                                       seed=self.p['seed'])
-        from sbm_ros.audio_io import float_to_pcm_bytes
+        from sbm_ros.core.audio_io import float_to_pcm_bytes
         self.pcm = float_to_pcm_bytes(x, 'S16LE')
         self.n_samples = x.shape[0]
 
@@ -202,7 +202,7 @@ class VirtualHeadNode(Node):
     def _publish_frame(self, j: int, t0_ns: int):
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
-        from sbm_ros import image_io
+        from sbm_ros.av import image_io
         t = j / float(self.p['fps'])
         header = self._header(t0_ns + int(round(t * 1e9)), self.p['camera_frame_id'])
         img, states = self.renderer.image_at(t)
@@ -246,7 +246,7 @@ class VirtualHeadNode(Node):
     def _publish_loop(self):
         log = self.get_logger()
         try:
-            from sbm_ros.ros_convert import audio_info_msg
+            from .ros_convert import audio_info_msg
             self.pub_info.publish(audio_info_msg(self.scene.sample_rate, 2, 'S16LE'))
             want = int(self.p['wait_for_subscribers'])
             if want > 0:

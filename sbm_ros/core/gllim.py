@@ -1,0 +1,292 @@
+"""Gaussian Locally-Linear Mapping (GLLiM) with a shared diagonal noise covariance.
+
+Inverse regression from a low-dimensional target ``x`` (dimension ``L``: source directions) to a
+high-dimensional observation ``y`` (dimension ``D``: binaural features), paper eqs. 9-15::
+
+    p(Z = k)              = pi_k
+    p(x | Z = k)          = N(x; c_k, Gamma_k)
+    p(y | x, Z = k)       = N(y; A_k x + b_k, Sigma),   Sigma = diag(sigma2) shared by all k
+
+Numerical choices (method.md section 3), stated here once:
+
+* **No O(N K D) array, no per-(n, k, d) loop.** With whitened data ``y~ = y / sigma`` the squared
+  residual expands into ``|y~|^2 - 2 y~ . (A~_k x + b~_k) + |A~_k x + b~_k|^2``. The cross term for
+  all n and k is one GEMM ``Y~ @ [A~_1 b~_1 ... A~_K b~_K]`` of shape (N, K (L+1)); ``|y~|^2`` is
+  common to all k, so responsibilities never suffer from its cancellation. The M-step needs only
+  the weighted moments ``S_yx~_k = sum_n r_nk y_n [x_n; 1]^T`` (one GEMM ``Y^T @ (R * X~)``) and
+  ``S_x~x~_k``; ``sigma2`` follows from them in O(K D L^2) without forming residuals. Memory is
+  O(N K + K D L).
+* **Gamma_k**: the weighted covariance with its eigenvalues clipped from below at
+  ``gamma_reg * mean variance of X`` (the exact maximiser under the constraint
+  ``Gamma_k >= lambda I``, so EM stays monotone).
+* **sigma2 floor**: ``sigma2_d >= sigma_floor * median(sigma2)``, the median taken at the first
+  M-step and then frozen (a fixed constraint, so EM stays monotone). Clean simulated features have
+  dimensions with almost no residual that would otherwise dominate every posterior.
+* **A_k, b_k**: weighted least squares on ``[x - mean(x), 1]``, all K solved in one batched
+  call; a component whose weighted scatter is (nearly) singular gets a tiny ridge on the ``A``
+  block (and ``lstsq`` if that fails too), i.e. the minimum-norm least-squares solution.
+  ``c_k`` and ``Gamma_k`` come from the same weighted moments.
+* **Initialisation**: deterministic k-means++ on ``x`` (seeded), a few Lloyd iterations, then hard
+  responsibilities feed the first M-step.
+* **Component removal**: after each M-step, components whose responsibility mass ``r_k`` is below
+  ``min_component_mass`` (in training points) are removed (the paper: "classes are simply
+  removed"), so ``n_components_`` may end below ``n_components``.
+* **Stopping**: relative change of the mean log-likelihood below ``tol``, or ``max_iter``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .params import GLLiMParams
+from .posterior import predict_full
+
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _kmeans_pp(X: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
+    """Seeded k-means++ followed by a few Lloyd iterations; returns hard labels (N,)."""
+    n = X.shape[0]
+    centres = np.empty((k, X.shape[1]))
+    centres[0] = X[rng.integers(n)]
+    d2 = np.sum((X - centres[0]) ** 2, axis=1)
+    for j in range(1, k):
+        total = d2.sum()
+        idx = rng.integers(n) if total <= 0 else rng.choice(n, p=d2 / total)
+        centres[j] = X[idx]
+        d2 = np.minimum(d2, np.sum((X - centres[j]) ** 2, axis=1))
+    labels = np.zeros(n, dtype=int)
+    for it in range(n_iter):
+        dist = (np.sum(X ** 2, 1)[:, None] - 2 * X @ centres.T + np.sum(centres ** 2, 1)[None])
+        new = np.argmin(dist, axis=1)
+        if it > 0 and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            members = X[labels == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+    return labels
+
+
+class GLLiM:
+    """GLLiM estimator with a scikit-learn-like interface (``fit`` / ``predict``).
+
+    Parameters
+    ----------
+    n_components : int
+        Number of affine components K asked for (may shrink, see ``min_component_mass``).
+    max_iter : int
+        Maximum number of EM iterations.
+    tol : float
+        Stop when the relative change of the mean log-likelihood is below ``tol``.
+    gamma_reg : float
+        Eigenvalue floor of every ``Gamma_k``, relative to the mean per-dimension variance of X.
+    sigma_floor : float
+        Floor of every ``sigma2_d`` relative to the median of ``sigma2`` at the first M-step.
+    min_component_mass : float
+        Components whose responsibility mass falls below this many training points are removed.
+    random_state : int
+        Seed of the k-means++ initialisation.
+    verbose : bool
+        Print the log-likelihood at every iteration.
+    """
+
+    def __init__(self, n_components: int = 32, max_iter: int = 100, tol: float = 1e-6,
+                 gamma_reg: float = 1e-3, sigma_floor: float = 1e-2,
+                 min_component_mass: float = 1.0, random_state: int = 0,
+                 verbose: bool = False):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.gamma_reg = gamma_reg
+        self.sigma_floor = sigma_floor
+        self.min_component_mass = min_component_mass
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, X, Y):
+        if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        for name in ("tol", "gamma_reg", "sigma_floor", "min_component_mass"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2 or Y.ndim != 2:
+            raise ValueError(f"X must be (N, L) and Y (N, D); got {X.shape} and {Y.shape}")
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X and Y have different numbers of samples: {X.shape[0]} != "
+                             f"{Y.shape[0]}")
+        if X.shape[0] < self.n_components:
+            raise ValueError(f"n_components={self.n_components} exceeds the number of samples "
+                             f"N={X.shape[0]}")
+        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+            raise ValueError("X and Y must be finite (found NaN or inf)")
+        return X, Y
+
+    # ------------------------------------------------------------------ EM pieces
+    def _log_joint(self, X, Y, Ysq_w):
+        """Unnormalised log r_nk = log pi_k + log N(x; c_k, Gamma_k) + log N(y; A_k x + b_k, S).
+
+        ``Ysq_w`` is ``sum_d y_nd^2 / sigma2_d`` (N,), computed once per iteration.
+        """
+        p = self.params_
+        K, L = p.c.shape
+        N, D = Y.shape
+        inv_sig = 1.0 / p.sigma2
+        # log N(x; c_k, Gamma_k), batched Cholesky over k.
+        chol = np.linalg.cholesky(p.Gamma)                              # (K, L, L)
+        diff = X[None, :, :] - p.c[:, None, :]                           # (K, N, L)
+        sol = np.linalg.solve(chol, diff.transpose(0, 2, 1))             # (K, L, N)
+        maha_x = np.sum(sol ** 2, axis=1).T                              # (N, K)
+        logdet_g = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        log_px = -0.5 * (L * _LOG_2PI + logdet_g[None, :] + maha_x)
+        # Residual term via one GEMM: W[:, k*(L+1):(k+1)*(L+1)] = [A_k b_k] / sigma2.
+        Ab = np.concatenate([p.A, p.b[:, :, None]], axis=2)              # (K, D, L+1)
+        W = (Ab * inv_sig[None, :, None]).transpose(1, 0, 2).reshape(D, K * (L + 1))
+        cross = (Y @ W).reshape(N, K, L + 1)                             # y^T S^-1 [A_k b_k]
+        Xt = np.concatenate([X, np.ones((N, 1))], axis=1)                # (N, L+1)
+        cross_term = np.einsum("nkl,nl->nk", cross, Xt)
+        # |A_k x + b_k|^2_S^-1 = x~^T (Ab_k^T S^-1 Ab_k) x~ ; (K, L+1, L+1) Gram matrices.
+        gram = np.einsum("kdl,d,kdm->klm", Ab, inv_sig, Ab, optimize=True)
+        quad = np.einsum("nl,klm,nm->nk", Xt, gram, Xt, optimize=True)
+        maha_y = Ysq_w[:, None] - 2.0 * cross_term + quad
+        maha_y = np.maximum(maha_y, 0.0)
+        log_py = -0.5 * (D * _LOG_2PI + np.sum(np.log(p.sigma2)) + maha_y)
+        return np.log(p.pi)[None, :] + log_px + log_py
+
+    def _m_step(self, X, Y, R, Ysq_sum, first):
+        """Maximise the expected complete log-likelihood given responsibilities R (N, K)."""
+        N, D = Y.shape
+        L = X.shape[1]
+        rk = R.sum(axis=0)                                               # (K,)
+        keep = rk >= max(self.min_component_mass, 1e-12)
+        if not np.any(keep):
+            keep[np.argmax(rk)] = True
+        R = R[:, keep]
+        rk = rk[keep]
+        K = R.shape[1]
+        pi = rk / rk.sum()
+        # Weighted moments: Sxx_k (L+1, L+1) and Syx_k (D, L+1) over x~ = [x - xm, 1]
+        # (x centred on its global mean, so the moments below do not cancel catastrophically
+        # for targets far from 0, e.g. pixels).
+        Xc = X - self._x_mean
+        Xt = np.concatenate([Xc, np.ones((N, 1))], axis=1)
+        outer = (Xt[:, :, None] * Xt[:, None, :]).reshape(N, (L + 1) ** 2)
+        Sxx = (R.T @ outer).reshape(K, L + 1, L + 1)                     # (K, L+1, L+1)
+        RX = (R[:, :, None] * Xt[:, None, :]).reshape(N, K * (L + 1))
+        Syx = (Y.T @ RX).reshape(D, K, L + 1).transpose(1, 0, 2)         # (K, D, L+1)
+        # c_k and Gamma_k (weighted covariance, eigenvalues clipped at lam) from the moments.
+        cc = Sxx[:, :L, L] / rk[:, None]                                 # centred means
+        c = cc + self._x_mean
+        Gamma = Sxx[:, :L, :L] / rk[:, None, None] - np.einsum("kl,km->klm", cc, cc)
+        Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
+        evals, evecs = np.linalg.eigh(Gamma)
+        evals = np.maximum(evals, self._gamma_floor)
+        Gamma = np.einsum("kij,kj,klj->kil", evecs, evals, evecs)
+        # A_k, b_k: all K weighted least-squares problems in one batched solve. A component
+        # whose weighted x-scatter is (nearly) singular gets a tiny ridge on the A block; if
+        # that is not enough, lstsq (minimum-norm solution).
+        scale = np.trace(Sxx, axis1=1, axis2=2) / (L + 1)
+        S = Sxx.copy()
+        ev = np.linalg.eigvalsh(S)
+        bad = ev[:, 0] < 1e-10 * ev[:, -1]
+        if np.any(bad):
+            S[np.ix_(np.nonzero(bad)[0], np.arange(L), np.arange(L))] += (
+                1e-8 * scale[bad, None, None] * np.eye(L)[None])
+        Ab = np.linalg.solve(S, Syx.transpose(0, 2, 1)).transpose(0, 2, 1)  # (K, D, L+1)
+        if np.any(bad):
+            for k in np.nonzero(bad)[0]:
+                if np.linalg.eigvalsh(S[k])[0] < 1e-12 * scale[k]:
+                    Ab[k] = np.linalg.lstsq(Sxx[k], Syx[k].T, rcond=None)[0].T
+        # sigma2_d = (1/N) sum_k [sum_n r_nk y_dn^2 - 2 ab_dk . Syx_kd + ab_dk^T Sxx_k ab_dk].
+        cross = np.einsum("kdl,kdl->d", Ab, Syx)
+        quad = np.einsum("kdl,klm,kdm->d", Ab, Sxx, Ab, optimize=True)
+        sigma2 = (Ysq_sum - 2.0 * cross + quad) / N
+        sigma2 = np.maximum(sigma2, 0.0)
+        if first:
+            med = float(np.median(sigma2))
+            if not med > 0:
+                med = float(np.mean(sigma2)) or 1.0
+            self._sigma_floor_abs = max(self.sigma_floor * med, np.finfo(float).tiny)
+        sigma2 = np.maximum(sigma2, self._sigma_floor_abs)
+        A = np.ascontiguousarray(Ab[:, :, :L])
+        b = np.ascontiguousarray(Ab[:, :, L]) - A @ self._x_mean   # undo the centring of x
+        self.params_ = GLLiMParams(pi=pi, c=c, Gamma=Gamma, A=A, b=b, sigma2=sigma2)
+        return int((~keep).sum())
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, Y) -> "GLLiM":
+        """Fit by EM. X: (N, L) targets, Y: (N, D) observations. Returns self."""
+        X, Y = self._validate(X, Y)
+        t0 = time.perf_counter()
+        N, D = Y.shape
+        rng = np.random.default_rng(self.random_state)
+        self._x_mean = X.mean(axis=0)
+        var_x = float(np.mean(np.var(X, axis=0)))
+        self._gamma_floor = self.gamma_reg * (var_x if var_x > 0 else 1.0)
+        labels = _kmeans_pp(X, self.n_components, rng)
+        R = np.zeros((N, self.n_components))
+        R[np.arange(N), labels] = 1.0
+        Ysq = Y * Y                                                      # (N, D), once
+        Ysq_sum = Ysq.sum(axis=0)                                        # (D,)
+        self.n_removed_ = self._m_step(X, Y, R, Ysq_sum, first=True)
+        self.log_likelihoods_ = []
+        self.converged_ = False
+        self.n_iter_ = 0
+        for it in range(1, self.max_iter + 1):
+            Ysq_w = Ysq @ (1.0 / self.params_.sigma2)
+            log_joint = self._log_joint(X, Y, Ysq_w)
+            log_norm = logsumexp(log_joint, axis=1)
+            ll = float(np.mean(log_norm))
+            self.log_likelihoods_.append(ll)
+            self.n_iter_ = it
+            if self.verbose:
+                print(f"[gllim] iter {it:3d}  K={self.params_.n_components:3d}  "
+                      f"mean log-lik {ll:.6f}")
+            if it > 1:
+                prev = self.log_likelihoods_[-2]
+                if abs(ll - prev) <= self.tol * max(abs(prev), 1e-300):
+                    self.converged_ = True
+                    break
+            R = np.exp(log_joint - log_norm[:, None])
+            self.n_removed_ += self._m_step(X, Y, R, Ysq_sum, first=False)
+        self.lower_bound_ = self.log_likelihoods_[-1]
+        self.n_components_ = self.params_.n_components
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "params_"):
+            raise RuntimeError("this GLLiM instance is not fitted yet; call fit(X, Y) first")
+
+    def score(self, X, Y) -> float:
+        """Mean joint log-likelihood log p(x, y) of the given pairs."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        Y = np.asarray(Y, dtype=np.float64)
+        Ysq_w = (Y ** 2) @ (1.0 / self.params_.sigma2)
+        return float(np.mean(logsumexp(self._log_joint(X, Y, Ysq_w), axis=1)))
+
+    def predict(self, Y) -> np.ndarray:
+        """Posterior mean E[x | y] for each fully observed row of Y (N, D) -> (N, L)."""
+        self._check_fitted()
+        return predict_full(self.params_, np.asarray(Y, dtype=np.float64))[0]
+
+    @classmethod
+    def from_params(cls, params: GLLiMParams, **kwargs) -> "GLLiM":
+        """A fitted estimator wrapping existing parameters (e.g. loaded from a model file)."""
+        params.validate()
+        obj = cls(n_components=params.n_components, **kwargs)
+        obj.params_ = params
+        obj.n_components_ = params.n_components
+        return obj

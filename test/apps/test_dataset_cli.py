@@ -1,0 +1,132 @@
+"""Dataset folder, training sets, and the sbm-train / sbm-localize command-line round trip."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sbm_ros.apps import cli
+from sbm_ros.core.audio_io import write_wav
+from sbm_ros.core.dataset import (DatasetError, append_sample, canonical_order, read_dataset,
+                                  two_source_set)
+from sbm_ros.core.features import FeatureConfig
+from sbm_ros.core.model import SBMModel
+
+import synth
+
+AZ = np.linspace(-20, 20, 9)
+EL = np.linspace(-10, 10, 5)
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('ds'))
+    synth.make_dataset(root, AZ, EL, duration=0.5)
+    return root
+
+
+def test_read_dataset(dataset):
+    ds = read_dataset(dataset)
+    assert len(ds) == 45 and ds.units == 'degrees'
+    assert ds.target_names == ['azimuth_deg', 'elevation_deg']
+    assert ds.targets.shape == (45, 2)
+
+
+@pytest.mark.parametrize('csv_text, msg', [
+    ('name,azimuth_deg\n', "first column must be 'file'"),
+    ('file,x,y\n', 'target columns'),
+    ('file,azimuth_deg\nmissing.wav,3\n', 'does not exist'),
+    ('', 'is empty'),
+])
+def test_malformed_datasets_are_named(tmp_path, csv_text, msg):
+    (tmp_path / 'targets.csv').write_text(csv_text)
+    with pytest.raises(DatasetError, match=msg):
+        read_dataset(str(tmp_path))
+
+
+def test_append_sample_keeps_earlier_rows(tmp_path):
+    x = np.zeros((1600, 2))
+    for k in range(3):
+        append_sample(str(tmp_path), x, 16000, (k, -k), ['u_px', 'v_px'])
+    ds = read_dataset(str(tmp_path))
+    assert len(ds) == 3 and ds.units == 'pixels'
+    np.testing.assert_array_equal(ds.targets[:, 0], [0, 1, 2])
+    with pytest.raises(DatasetError, match='cannot append'):
+        append_sample(str(tmp_path), x, 16000, (1, 2), ['azimuth_deg', 'elevation_deg'])
+
+
+@pytest.mark.parametrize('ftype', ['ilpd', 'ild', 'ipd'])
+def test_two_source_set_is_canonical_and_matches_time_domain_mixing(ftype):
+    cfg = FeatureConfig(feature_type=ftype)
+    recs = [synth.render(synth.white(4000, k), az, 0) for k, az in enumerate((-10, 0, 10))]
+    X, Y = two_source_set(recs, np.array([[-10, 0], [0, 0], [10, 0]], float), cfg,
+                          n_pairs=6, seed=1, level_std_db=0.0)
+    assert X.shape == (6, 4) and Y.shape == (6, cfg.dim)
+    assert np.all(X[:, 0] <= X[:, 2])
+    np.testing.assert_array_equal(canonical_order(X[:, [2, 3, 0, 1]], 2), X)
+    # Level difference 0: pair (i, j) feature = mean features of the time-domain sum.
+    from sbm_ros.core.features import binaural_features
+    first = {(-10, 0): 0, (0, 0): 1, (10, 0): 2}
+    i, j = first[tuple(X[0, :2])], first[tuple(X[0, 2:])]
+    ref = binaural_features(recs[i] + recs[j], cfg)[0].mean(axis=0)
+    # Mixture features are computed in single precision (documented in dataset.py).
+    np.testing.assert_allclose(Y[0], ref, atol=2e-4)
+
+
+def test_cli_round_trip(dataset, tmp_path, capsys):
+    model_path = str(tmp_path / 'model.npz')
+    assert cli.train_main([dataset, '-o', model_path, '-K', '6', '-q']) == 0
+    model = SBMModel.load(model_path)
+    assert model.n_sources == 1 and model.target_space == 'degrees'
+    assert model.frame_var is not None and model.frame_var.shape == (model.params.dim_y,)
+    # A 'speech-like' source at a test position between the training grid points.
+    az, el = 7.0, 3.0
+    x = synth.render(synth.babble(3 * 16000, 99), az, el)
+    x += 1e-4 * np.random.default_rng(0).normal(size=x.shape)
+    wav = str(tmp_path / 'test.wav')
+    write_wav(wav, x, 16000)
+    capsys.readouterr()
+    assert cli.localize_main([model_path, wav, '--hop', '0.2']) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(lines) >= 10
+    est = [ln['estimates'][0]['position'] for ln in lines if ln['estimates']]
+    assert len(est) >= len(lines) // 2
+    az_err = np.median([abs(e['azimuth_deg'] - az) for e in est])
+    el_err = np.median([abs(e['elevation_deg'] - el) for e in est])
+    assert az_err < 1.0 and el_err < 1.5, (az_err, el_err)
+    assert all(0 < ln['estimates'][0]['confidence'] <= 1 for ln in lines if ln['estimates'])
+
+
+def test_cli_two_sources_and_azimuth_only(dataset, tmp_path):
+    m2 = str(tmp_path / 'm2.npz')
+    assert cli.train_main([dataset, '-o', m2, '--sources', '2', '--pairs', '400', '-K', '8',
+                           '--max-iter', '20', '-q']) == 0
+    model = SBMModel.load(m2)
+    assert model.n_sources == 2 and model.params.dim_x == 4
+    m1 = str(tmp_path / 'm1.npz')
+    assert cli.train_main([dataset, '-o', m1, '--azimuth-only', '-K', '4', '-q']) == 0
+    assert SBMModel.load(m1).target_names == ['azimuth_deg']
+
+
+def test_cli_errors_are_clear(tmp_path, capsys, dataset):
+    assert cli.train_main([str(tmp_path / 'none'), '-o', str(tmp_path / 'm.npz'), '-q']) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    bad = tmp_path / 'bad.npz'
+    bad.write_bytes(b'not a model')
+    assert cli.localize_main([str(bad), 'x.wav']) == 2
+    assert 'truncated or corrupt' in capsys.readouterr().err
+    m1 = str(tmp_path / 'm.npz')
+    assert cli.train_main([dataset, '-o', m1, '-K', '4', '-q']) == 0
+    assert cli.localize_main([m1, 'x.wav', '--sources', '2']) == 2
+    assert 'localises 1 source' in capsys.readouterr().err
+    assert cli.localize_main([m1, str(tmp_path / 'missing.wav')]) == 2
+    assert 'cannot read' in capsys.readouterr().err
+    assert os.path.exists(m1)
+
+
+def test_two_source_features_stay_finite_on_silent_recordings():
+    cfg = FeatureConfig()
+    recs = [np.zeros((4000, 2)), np.zeros((4000, 2)), synth.render(synth.white(4000, 1), 5, 0)]
+    X, Y = two_source_set(recs, np.array([[0, 0], [1, 1], [5, 0]], float), cfg, n_pairs=10)
+    assert np.all(np.isfinite(Y))

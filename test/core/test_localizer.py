@@ -1,0 +1,104 @@
+"""SBMLocalizer: streaming estimates, silence, and the automatic one-vs-two source count."""
+
+import numpy as np
+import pytest
+
+from sbm_ros.core.dataset import (frame_variance, mixture_frame_variance, single_source_set,
+                                  two_source_set)
+from sbm_ros.core.features import FeatureConfig
+from sbm_ros.core.gllim import GLLiM
+from sbm_ros.core.localizer import SBMLocalizer, localize_signal
+from sbm_ros.core.model import SBMModel
+
+import synth
+
+RATE = synth.RATE
+
+
+@pytest.fixture(scope='module')
+def models():
+    cfg = FeatureConfig()
+    grid = [(az, el) for az in np.linspace(-20, 20, 11) for el in np.linspace(-10, 10, 5)]
+    recs = [synth.render(synth.white(8000, k), az, el) + 1e-4 * np.random.default_rng(k).normal(
+        size=(8000, 2)) for k, (az, el) in enumerate(grid)]
+    targets = np.array(grid, float)
+    X1, Y1 = single_source_set(recs, targets, cfg)
+    m1 = SBMModel.from_gllim(GLLiM(n_components=8).fit(X1, Y1), cfg,
+                             frame_var=frame_variance(recs, cfg))
+    X2, Y2 = two_source_set(recs, targets, cfg, n_pairs=1500, seed=0)
+    m2 = SBMModel.from_gllim(GLLiM(n_components=20, max_iter=40).fit(X2, Y2), cfg,
+                             n_sources=2, frame_var=mixture_frame_variance(recs, cfg, 60))
+    return m1, m2
+
+
+def signal(sources, seconds=3.0, seed=0):
+    n = int(seconds * RATE)
+    x = sum(synth.render(synth.babble(n, seed + i), az, el) for i, (az, el) in enumerate(sources))
+    x = np.concatenate([np.zeros((RATE, 2)), x])          # 1 s lead-in: noise floor only
+    return x + 1e-4 * np.random.default_rng(seed).normal(size=x.shape)
+
+
+def test_single_source_estimates_and_silence(models):
+    m1, _ = models
+    out = list(localize_signal(m1, signal([(6.0, -3.0)]), hop_s=0.1))
+    lead = [e for t, e in out if t < 0.9]
+    assert lead and all(e is None for e in lead)          # silence: no estimate
+    est = [e for t, e in out if e is not None and t > 1.8]
+    assert len(est) > 10
+    pos = np.median([e.sources[0].position for e in est], axis=0)
+    assert abs(pos[0] - 6.0) < 1.0 and abs(pos[1] + 3.0) < 1.5
+    assert all(0 < e.sources[0].confidence <= 1 for e in est)
+
+
+def test_frame_var_round_trip(models, tmp_path):
+    m1, _ = models
+    back = SBMModel.load(m1.save(str(tmp_path / 'm.npz')))
+    np.testing.assert_array_equal(back.frame_var, m1.frame_var)
+
+
+@pytest.fixture(scope='module')
+def kemar_models():
+    """One- and two-source models on the KEMAR virtual head (reverberant room), reduced grid."""
+    from sbm_ros.sim import VirtualCamera, VirtualHead, grid_positions, white_noise
+    head = VirtualHead(snr_db=30.0)
+    grid = grid_positions(12, 9, VirtualCamera.narrow())
+    recs = [head.render(white_noise(0.6, RATE, seed=[0, i]), az, el, noise_seed=[0, i, 1])
+            for i, (az, el) in enumerate(grid)]
+    cfg = FeatureConfig()
+    X1, Y1 = single_source_set(recs, grid, cfg)
+    m1 = SBMModel.from_gllim(GLLiM(n_components=16).fit(X1, Y1), cfg,
+                             frame_var=frame_variance(recs, cfg))
+    X2, Y2 = two_source_set(recs, grid, cfg, n_pairs=1500, seed=0)
+    m2 = SBMModel.from_gllim(GLLiM(n_components=20, max_iter=30).fit(X2, Y2), cfg,
+                             n_sources=2, frame_var=mixture_frame_variance(recs, cfg, 60))
+    return head, m1, m2
+
+
+def test_automatic_source_count_on_the_virtual_head(kemar_models):
+    from sbm_ros.sim import speech
+    from sbm_ros.sim.render import add_self_noise
+    head, m1, m2 = kemar_models
+    s1 = speech('one two three four five six seven eight', voice='en')
+    s2 = speech('un deux trois quatre cinq six sept huit', voice='fr+f3')
+    n = min(len(s1), len(s2))
+    results = {}
+    for name, srcs in (('one', [(s1[:n], -8.0, 3.0)]),
+                       ('two', [(s1[:n], -8.0, 3.0), (s2[:n], 7.0, -4.0)])):
+        clean = head.render_mixture(srcs, snr_db=None)
+        x = add_self_noise(np.concatenate([np.zeros((RATE, 2)), clean]), 30.0,
+                           np.random.default_rng(1), reference_power=float(np.mean(clean ** 2)))
+        counts = [len(e.sources) for t, e in localize_signal(
+            m1, x, hop_s=0.1, model_two=m2, n_sources=0) if e is not None and t > 2.0]
+        assert len(counts) > 5
+        results[name] = float(np.mean(np.array(counts) == 2))
+    print('automatic source count, fraction of windows with 2 sources:', results)
+    assert results['one'] < 0.25, results
+    assert results['two'] > 0.6, results
+
+
+def test_automatic_mode_needs_both_models(models):
+    m1, m2 = models
+    with pytest.raises(ValueError, match='needs a one-source model and a two-source'):
+        SBMLocalizer(m1, n_sources=0)
+    with pytest.raises(ValueError, match='localises 1 source'):
+        SBMLocalizer(m1, n_sources=2)

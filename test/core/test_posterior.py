@@ -1,0 +1,142 @@
+"""Theorem 1 from sufficient statistics vs the direct per-entry formula; sliding window."""
+
+import numpy as np
+import pytest
+
+from sbm_ros.core.gllim import GLLiMParams
+from sbm_ros.core.posterior import (PosteriorEngine, SlidingWindow, SufficientStats,
+                                    posterior_direct)
+
+
+def random_params(K, L, D, seed=0):
+    rng = np.random.default_rng(seed)
+    pi = rng.uniform(0.5, 1.5, K)
+    pi /= pi.sum()
+    c = rng.uniform(-10, 10, (K, L))
+    M = rng.normal(size=(K, L, L))
+    Gamma = np.einsum('kij,klj->kil', M, M) + 2.0 * np.eye(L)
+    A = rng.normal(size=(K, D, L)) * 0.3
+    b = rng.normal(size=(K, D))
+    sigma2 = rng.uniform(20.0, 60.0, D)
+    return GLLiMParams(pi=pi, c=c, Gamma=Gamma, A=A, b=b, sigma2=sigma2)
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize('L', [2, 4])
+def test_sufficient_statistics_equal_direct_formula(L):
+    F, blocks, K, T = 24, 3, 7, 3
+    D = F * blocks
+    p = random_params(K, L, D, seed=L)
+    rng = np.random.default_rng(10 + L)
+    x_true = rng.uniform(-5, 5, L)
+    Y = (p.A[2] @ x_true + p.b[2])[None] + rng.normal(size=(T, D)) * 3.0
+    chi_bins = rng.random((T, F)) > 0.5
+    chi = np.tile(chi_bins, (1, blocks))
+    direct = posterior_direct(p, Y, chi)
+    # The weights must not be degenerate, or the comparison would be trivial.
+    assert np.sort(direct.weights)[-2] > 1e-6
+    eng = PosteriorEngine(p, n_bins=F)
+    for stats in (SufficientStats.from_frames(Y, chi), SufficientStats.from_frames(Y, chi_bins)):
+        post = eng.posterior(stats)
+        assert rel(post.weights, direct.weights) < 1e-9
+        assert rel(post.means, direct.means) < 1e-9
+        assert rel(post.covs, direct.covs) < 1e-9
+        assert rel(post.mean(), direct.mean()) < 1e-9
+        assert abs(post.log_evidence - direct.log_evidence) < 1e-9 * abs(direct.log_evidence)
+    assert eng.posterior(SufficientStats.from_frames(Y, chi_bins)).n_active == chi_bins.sum()
+
+
+def test_general_per_dimension_mask():
+    F, K, L, T = 10, 4, 2, 15
+    D = 3 * F
+    p = random_params(K, L, D, seed=5)
+    rng = np.random.default_rng(1)
+    Y = rng.normal(size=(T, D)) * 2
+    chi = rng.random((T, D)) > 0.3            # not shared across blocks
+    direct = posterior_direct(p, Y, chi)
+    post = PosteriorEngine(p).posterior(SufficientStats.from_frames(Y, chi))
+    assert rel(post.means, direct.means) < 1e-9
+    assert rel(post.weights, direct.weights) < 1e-9
+
+
+def test_mixture_covariance_is_psd_and_includes_spread():
+    p = random_params(5, 2, 30, seed=2)
+    rng = np.random.default_rng(2)
+    post = PosteriorEngine(p).posterior(
+        SufficientStats.from_frames(rng.normal(size=(3, 30)), np.ones((3, 30), bool)))
+    cov = post.covariance()
+    assert np.all(np.linalg.eigvalsh(cov) >= -1e-12)
+    within = np.einsum('k,klm->lm', post.weights, post.covs)
+    assert np.trace(cov) >= np.trace(within) - 1e-12
+
+
+def test_predict_full_matches_posterior_of_single_frame():
+    p = random_params(6, 2, 30, seed=4)
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(5, 30))
+    eng = PosteriorEngine(p)
+    means, w, _ = eng.predict_full(Y)
+    for i in range(5):
+        post = posterior_direct(p, Y[i:i + 1], np.ones((1, 30), bool))
+        assert rel(means[i], post.mean()) < 1e-9
+        assert rel(w[i], post.weights) < 1e-9
+
+
+def test_sliding_window_equals_batch_after_many_pushes():
+    F, blocks, T = 16, 3, 25
+    D = F * blocks
+    rng = np.random.default_rng(0)
+    n_push = 5000
+    Y = rng.normal(size=(n_push, D)) * 1e3 + 1e4     # large offsets provoke drift
+    chi = rng.random((n_push, F)) > 0.4
+    w = SlidingWindow(D, T, n_bins=F, recompute_every=10 ** 9)   # never recompute
+    w2 = SlidingWindow(D, T, n_bins=F)                           # periodic recompute
+    for t in range(n_push):
+        w.push(Y[t], chi[t])
+        w2.push(Y[t], chi[t])
+    ref = SufficientStats.from_frames(Y[-T:], chi[-T:])
+    for win in (w, w2):
+        st = win.stats
+        np.testing.assert_array_equal(st.n, ref.n)
+        assert rel(st.s, ref.s) < 1e-9
+        assert rel(st.q, ref.q) < 1e-9
+    # The periodically recomputed window is exact to round-off of one batch sum.
+    assert rel(w2.stats.s, ref.s) < 1e-12
+    assert w.full and w.n_frames == T
+    assert abs(w.active_fraction - chi[-T:].mean()) < 1e-12
+
+
+def test_sliding_window_clear_and_partial():
+    w = SlidingWindow(6, 4, n_bins=2)
+    assert w.active_fraction == 0.0
+    w.push(np.ones(6), np.array([True, False]))
+    assert w.n_frames == 1 and not w.full
+    np.testing.assert_array_equal(w.stats.s, [1, 0, 1, 0, 1, 0])
+    w.clear()
+    assert w.n_frames == 0 and w.stats.s.sum() == 0
+    with pytest.raises(ValueError):
+        SlidingWindow(6, 0)
+
+
+def test_log_evidence_is_the_marginal_likelihood():
+    """log p(S) equals log sum_k pi_k p(S | k) by numerical integration over x (L = 1)."""
+    from scipy.stats import norm
+    rng = np.random.default_rng(0)
+    K, D, T = 3, 4, 2
+    p = random_params(K, 1, D, seed=9)
+    Y = rng.normal(size=(T, D)) * 3
+    chi = rng.random((T, D)) > 0.3
+    xs = np.linspace(-80, 80, 160001)
+    dens = np.zeros_like(xs)
+    for k in range(K):
+        term = p.pi[k] * norm.pdf(xs, p.c[k, 0], np.sqrt(p.Gamma[k, 0, 0]))
+        for t, d in zip(*np.nonzero(chi)):
+            term = term * norm.pdf(Y[t, d], p.A[k, d, 0] * xs + p.b[k, d], np.sqrt(p.sigma2[d]))
+        dens += term
+    from scipy.integrate import trapezoid
+    ref = np.log(trapezoid(dens, xs))
+    post = PosteriorEngine(p).posterior(SufficientStats.from_frames(Y, chi))
+    assert abs(post.log_evidence - ref) < 1e-6
