@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -65,12 +66,21 @@ def train_main(argv=None) -> int:
 def _localize_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sbm-localize", description="Localise the sound sources of a stereo recording with "
-        "an SBM model; prints one JSON object per analysis window.")
+        "an SBM model; prints one JSON object per analysis window (or one for the whole "
+        "recording with --whole).",
+        epilog="Exit status: 0 when at least one window gave an estimate, 1 when none did "
+        "(silence, or too few active time-frequency points), 2 on a usage, model or audio "
+        "error (including a recording shorter than the window).")
     p.add_argument("model", help="model file written by sbm-train")
     p.add_argument("audio", help="stereo WAV (left ear, right ear); resampled to the model rate")
     p.add_argument("--window", type=float, default=None,
                    help="window length in s (default 0.72 for 1 source, 1.2 for 2)")
     p.add_argument("--hop", type=float, default=0.1, help="hop between windows in s (0.1)")
+    p.add_argument("--whole", action="store_true",
+                   help="one estimate over the whole recording (as the paper's tables do)")
+    p.add_argument("--method", choices=("sbm", "phat"), default="sbm",
+                   help="sbm (default), or the GCC-PHAT histogram baseline with the delay line "
+                   "sbm-train fitted on the same recordings (azimuth or u only)")
     p.add_argument("--sources", type=int, choices=(1, 2), default=None,
                    help="expected number of sources; must match the model")
     p.add_argument("--min-active", type=float, default=0.02,
@@ -80,40 +90,89 @@ def _localize_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(msg: str) -> int:
+    print(f"sbm-localize: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _phat_windows(model, x, window_s, hop_s, n_sources):
+    """(time_s, list of per-source dicts or None) per window, for the PHAT baseline."""
+    from sbm_ros.core.phat import PhatHistogram
+    phat = PhatHistogram.from_dict(model.info["phat"])
+    rate = model.feature_config.sample_rate
+    win = int(round(window_s * rate))
+    hop = max(1, int(round(hop_s * rate)))
+    name = model.target_names[0]
+    for end in range(win, x.shape[0] + 1, hop):
+        pos = phat.predict(x[end - win:end], n_sources=n_sources)
+        yield end / rate, ([{"position": {name: float(v)}, "covariance": None,
+                             "confidence": None} for v in pos] if pos.size else None)
+
+
+def _sbm_windows(model, x, window_s, hop_s, args):
+    from sbm_ros.core.localizer import localize_signal
+    names = model.target_names
+    for t, est in localize_signal(model, x, window_s=window_s, hop_s=hop_s,
+                                  min_active_fraction=args.min_active,
+                                  mask_margin_db=args.margin_db):
+        yield t, (None if est is None else
+                  ([s.to_dict(names) for s in est.sources], round(est.active_fraction, 4)))
+
+
 def localize_main(argv=None) -> int:
     args = _localize_parser().parse_args(argv)
     from sbm_ros.core.audio_io import read_wav
-    from sbm_ros.core.localizer import localize_signal
     from sbm_ros.core.model import ModelError, SBMModel
 
     try:
         model = SBMModel.load(args.model)
     except ModelError as exc:
-        print(f"sbm-localize: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     if args.sources is not None and args.sources != model.n_sources:
-        print(f"sbm-localize: error: --sources {args.sources} but the model localises "
-              f"{model.n_sources} source(s); train another with sbm-train --sources "
-              f"{args.sources}", file=sys.stderr)
-        return 2
+        return _error(f"--sources {args.sources} but the model localises {model.n_sources} "
+                      f"source(s); train another with sbm-train --sources {args.sources}")
+    if args.method == "phat" and not model.info.get("phat"):
+        return _error(f"{args.model!r} holds no PHAT delay line (models written before "
+                      "sbm_ros stored one, or trained on a single azimuth): retrain it with "
+                      "sbm-train to compare with PHAT")
+    rate = model.feature_config.sample_rate
     try:
-        x, _ = read_wav(args.audio, target_rate=model.feature_config.sample_rate)
+        x, _ = read_wav(args.audio, target_rate=rate)
     except (ValueError, OSError) as exc:
-        print(f"sbm-localize: error: cannot read {args.audio!r}: {exc}", file=sys.stderr)
-        return 2
-    names = model.target_names
-    out = sys.stdout
-    for t, est in localize_signal(model, x, window_s=args.window, hop_s=args.hop,
-                                  min_active_fraction=args.min_active,
-                                  mask_margin_db=args.margin_db):
-        rec = {"time": round(t, 4), "units": model.target_space}
-        if est is None:
-            rec.update(estimates=[], active_fraction=None)
-        else:
-            rec.update(estimates=[s.to_dict(names) for s in est.sources],
-                       active_fraction=round(est.active_fraction, 4))
-        out.write(json.dumps(rec) + "\n")
-    out.flush()
+        return _error(f"cannot read {args.audio!r}: {exc}")
+    duration = x.shape[0] / rate
+    window = args.window if args.window is not None else (0.72 if model.n_sources == 1 else 1.2)
+    hop = args.hop
+    if args.whole:
+        window = hop = duration
+    elif not window > 0 or not hop > 0:
+        return _error(f"--window and --hop must be > 0 s (got {window}, {hop})")
+    elif int(round(window * rate)) > x.shape[0]:
+        return _error(f"{args.audio!r} lasts {duration:.2f} s, shorter than the {window:g} s "
+                      f"window: use --window {max(duration, 0.01):.2f} or less, or --whole")
+    if args.method == "phat":
+        rows = ((t, None if e is None else (e, None))
+                for t, e in _phat_windows(model, x, window, hop, model.n_sources))
+    else:
+        rows = _sbm_windows(model, x, window, hop, args)
+    found = 0
+    try:
+        for t, res in rows:
+            rec = {"time": round(t, 4), "units": model.target_space, "method": args.method}
+            ests, frac = res if res is not None else ([], None)
+            rec.update(estimates=ests, active_fraction=frac)
+            found += bool(ests)
+            sys.stdout.write(json.dumps(rec) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) has gone: stop quietly, without a traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if not found:
+        print(f"sbm-localize: no window of {args.audio!r} gave an estimate (silence, or fewer "
+              f"than --min-active {args.min_active:g} of the time-frequency points above the "
+              f"noise floor + --margin-db {args.margin_db:g} dB)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -117,6 +117,7 @@ class PhatHistogram:
         if not band.any():
             raise ValueError(f"no frequency bin in [{fmin}, {fmax}] Hz")
         self._band = band
+        self.fmin, self.fmax = float(fmin), float(fmax)
         ph = 2.0 * np.pi * np.outer(freqs[band], self.lags)  # (Fb, n_lags)
         # r(tau) = sum_f Re(G_f) cos(w tau) - Im(G_f) sin(w tau)
         self._basis = np.concatenate([np.cos(ph), -np.sin(ph)], axis=0)
@@ -280,8 +281,19 @@ class PhatHistogram:
             "max_delay": self.max_delay, "upsample": self.upsample, "energy_db": self.energy_db,
             "min_energy": self.min_energy, "min_separation": self.min_separation,
             "smooth_bins": self.smooth_bins, "bin_width": self.bin_width,
+            "fmin": self.fmin, "fmax": self.fmax,
             "slope": self.slope_, "intercept": self.intercept_,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhatHistogram":
+        """The inverse of :meth:`to_dict` (a fitted line when the dict has one)."""
+        keys = ("sample_rate", "n_fft", "hop", "max_delay", "upsample", "energy_db",
+                "min_energy", "min_separation", "smooth_bins", "bin_width", "fmin", "fmax")
+        obj = cls(**{k: d[k] for k in keys if k in d})
+        if d.get("slope") is not None:
+            obj.slope_, obj.intercept_ = float(d["slope"]), float(d["intercept"])
+        return obj
 
 
 def gcc_phat_delay(x, sample_rate: int = 16000, max_delay: float = 0.9e-3, **kw) -> float:

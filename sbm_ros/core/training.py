@@ -48,6 +48,19 @@ def auto_components(n_train: int, n_sources: int = 1, per_component: int = 5) ->
     return max(1, min(DEFAULT_COMPONENTS[n_sources], n_train // per_component))
 
 
+def _phat_line(recordings, targets, cfg, say) -> Optional[dict]:
+    """The GCC-PHAT baseline's delay-to-target line fitted on the same recordings (stored in
+    the model so ``sbm-localize --method phat`` compares the two on equal terms), or None
+    when it cannot be fitted (e.g. all recordings at one azimuth)."""
+    from .phat import PhatHistogram
+    try:
+        return PhatHistogram(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft,
+                             hop=cfg.hop).fit(recordings, targets).to_dict()
+    except ValueError as exc:
+        say(f"no PHAT baseline line in the model: {exc}")
+        return None
+
+
 def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                 n_components: Optional[int] = None, features: str = "ilpd",
                 pairs: int = 20000, level_std_db: float = 0.5, azimuth_only: bool = False,
@@ -106,7 +119,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                                 target_space=ds.units, camera=ds.camera, n_train=X.shape[0],
                                 frame_var=frame_var,
                                 info={"dataset": ds.root, "pairs_level_std_db":
-                                      level_std_db if n_sources == 2 else None})
+                                      level_std_db if n_sources == 2 else None,
+                                      "phat": _phat_line(recs, ds.targets[:, 0], cfg, say)})
     model.save(out_path)
     res = TrainResult(path=str(out_path), n_recordings=len(ds), n_train=int(X.shape[0]),
                       n_components=int(gllim.n_components_), n_components_asked=K,

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +132,54 @@ def test_two_source_features_stay_finite_on_silent_recordings():
     recs = [np.zeros((4000, 2)), np.zeros((4000, 2)), synth.render(synth.white(4000, 1), 5, 0)]
     X, Y = two_source_set(recs, np.array([[0, 0], [1, 1], [5, 0]], float), cfg, n_pairs=10)
     assert np.all(np.isfinite(Y))
+
+
+def _model_and_talker(dataset, tmp_path, seconds=3.0, az=7.0, el=3.0):
+    model_path = str(tmp_path / 'model.npz')
+    assert cli.train_main([dataset, '-o', model_path, '-K', '6', '-q']) == 0
+    x = synth.render(synth.babble(int(seconds * 16000), 99), az, el)
+    x += 1e-4 * np.random.default_rng(0).normal(size=x.shape)
+    wav = str(tmp_path / 'test.wav')
+    write_wav(wav, x, 16000)
+    return model_path, wav
+
+
+def test_cli_whole_file_and_phat_baseline(dataset, tmp_path, capsys):
+    model_path, wav = _model_and_talker(dataset, tmp_path)
+    assert SBMModel.load(model_path).info['phat']['slope'] is not None
+    capsys.readouterr()
+    assert cli.localize_main([model_path, wav, '--whole']) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1 and lines[0]['time'] == pytest.approx(3.0, abs=1e-3)
+    pos = lines[0]['estimates'][0]['position']
+    assert abs(pos['azimuth_deg'] - 7.0) < 1.0 and abs(pos['elevation_deg'] - 3.0) < 1.5
+    # the baseline behind the same interface: azimuth only, no covariance
+    assert cli.localize_main([model_path, wav, '--method', 'phat', '--hop', '0.5']) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(lines) >= 4 and all(ln['method'] == 'phat' for ln in lines)
+    az = [ln['estimates'][0]['position']['azimuth_deg'] for ln in lines if ln['estimates']]
+    assert len(az) == len(lines) and abs(np.median(az) - 7.0) < 3.0, az
+    assert lines[0]['estimates'][0]['covariance'] is None
+
+
+def test_cli_no_window_fits_or_nothing_found(dataset, tmp_path, capsys):
+    model_path, wav = _model_and_talker(dataset, tmp_path, seconds=1.8)
+    capsys.readouterr()
+    assert cli.localize_main([model_path, wav, '--window', '5']) == 2
+    err = capsys.readouterr().err
+    assert 'shorter than the 5 s window' in err and '--whole' in err
+    silent = str(tmp_path / 'silent.wav')
+    write_wav(silent, np.zeros((16000, 2)), 16000)
+    assert cli.localize_main([model_path, silent]) == 1
+    captured = capsys.readouterr()
+    assert 'no window' in captured.err and captured.out.count('"estimates": []') >= 1
+
+
+def test_cli_output_into_a_closed_pipe_exits_quietly(dataset, tmp_path):
+    model_path, wav = _model_and_talker(dataset, tmp_path)
+    cmd = (f'"{sys.executable}" -c "import sys; from sbm_ros.apps.cli import localize_main; '
+           f'sys.exit(localize_main(sys.argv[1:]))" {model_path} {wav} --hop 0.01 | head -n 1')
+    proc = subprocess.run(['bash', '-o', 'pipefail', '-c', cmd], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.count('\n') == 1 and json.loads(proc.stdout)['estimates']
+    assert 'Traceback' not in proc.stderr and 'BrokenPipe' not in proc.stderr, proc.stderr
