@@ -1627,7 +1627,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _log(f"wrote {out['report_path']} and {len(out['plots'])} plots in "
          f"{out['runtime_s'] / 60:.1f} min")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
