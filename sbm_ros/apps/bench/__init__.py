@@ -50,20 +50,13 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from sbm_ros.core.fileio import atomic_write
 from sbm_ros import __version__
-from sbm_ros.core.dataset import canonical_pair
-from sbm_ros.core.features import binaural_features, expand_mask, features_from_spectra, stft
 from sbm_ros.core.gllim import GLLiM
-from sbm_ros.core.model import SBMModel
-from sbm_ros.core.localizer import SBMLocalizer
-from sbm_ros.core.phat import PhatHistogram
-from sbm_ros.core.posterior import PosteriorEngine, SufficientStats, posterior_direct
 
 from sbm_ros.apps.bench.common import (  # noqa: F401 (names of the former bench.py)
     COLUMNS, FEATURES, OUTLIER_DEG, RATE, BenchConfig, Scene, _cfg, _err_summary, _fmt, _log,
@@ -71,581 +64,13 @@ from sbm_ros.apps.bench.common import (  # noqa: F401 (names of the former bench
     _train_gllim, _unit_noise_psd)
 from sbm_ros.apps.bench.paper import (  # noqa: F401
     PAPER_T1, PAPER_T2, PAPER_TIMES, _shortfalls, _summary)
-
-
-# --------------------------------------------------------------------------- Table I
-def table1(scene: Scene, bc: BenchConfig, K: int, out: dict, keep_models=False,
-           features=FEATURES):
-    """SBM-1 (the given feature types) and PHAT on one room's speech test set."""
-    truth = scene.test_pos
-    audio_s = sum(x.shape[0] for x in scene.speech) / RATE
-    rows = {}
-    models = {}
-    for ft in features:
-        cfg = _cfg(ft)
-        X, Y = scene.train_pos, _mean_vectors(scene.train, cfg)
-        g, cpu_train, wall_train = _train_gllim(X, Y, K, bc)
-        eng = PosteriorEngine(g, n_bins=cfg.n_freq)
-        margin = 10 ** (bc.mask_margin_db / 10)
-        est = np.empty((len(scene.speech), 2))
-        c0 = time.process_time()
-        for i, (x, nf) in enumerate(zip(scene.speech, scene.speech_nf)):
-            est[i] = _post_mean(eng, _stats_from_signal(x, cfg, nf * margin))
-        cpu = time.process_time() - c0
-        daz = np.abs(est[:, 0] - truth[:, 0])
-        delv = np.abs(est[:, 1] - truth[:, 1])
-        gtea = np.hypot(daz, delv)
-        rows[ft] = dict(az=_err_summary(daz), el=_err_summary(delv),
-                        over5=float(np.mean(gtea > 5) * 100), cpu_per_s=cpu / audio_s,
-                        max_gtea=float(np.max(gtea)), K=int(g.n_components_),
-                        train_cpu_s=cpu_train, train_wall_s=wall_train, n_iter=int(g.n_iter_))
-        models[ft] = g
-        if ft == "ilpd":
-            out.setdefault("estimates", {})[scene.name] = est
-            # activity-mask effect: the same ILPD model on the unmasked spectrograms
-            est_nm = np.empty_like(est)
-            for i, x in enumerate(scene.speech):
-                est_nm[i] = _post_mean(eng, _stats_from_signal(x, cfg, 0.0))
-            g_nm = np.hypot(est_nm[:, 0] - truth[:, 0], est_nm[:, 1] - truth[:, 1])
-            out.setdefault("mask_effect1", {})[scene.name] = (float(np.mean(gtea)),
-                                                              float(np.mean(g_nm)))
-    # PHAT-histogram
-    ph = PhatHistogram(sample_rate=RATE)
-    c0 = time.process_time()
-    ph.fit(scene.train, scene.train_pos[:, 0])
-    ph_train = time.process_time() - c0
-    az = np.empty(len(scene.speech))
-    c0 = time.process_time()
-    for i, x in enumerate(scene.speech):
-        p = ph.predict(x, 1)
-        az[i] = p[0] if p.size else np.nan
-    cpu = time.process_time() - c0
-    daz = np.abs(az - truth[:, 0])
-    rows["phat"] = dict(az=_err_summary(daz), el=(None, None), over5=float(np.mean(daz > 5) * 100),
-                        cpu_per_s=cpu / audio_s, max_gtea=float(np.max(daz)), train_cpu_s=ph_train)
-    out.setdefault("phat_az", {})[scene.name] = az
-    out.setdefault("table1", {})[scene.name] = rows
-    out.setdefault("phat_models", {})[scene.name] = ph
-    if keep_models:
-        out.setdefault("models1", {})[scene.name] = models
-    return rows
-
-
-# --------------------------------------------------------------------------- ambient noise
-def ambient_sweep(head, camera, bc: BenchConfig, speech_sources, out: dict):
-    """Table I's reverberant protocol (SBM-1 ILPD and PHAT) with a computer fan in the room.
-
-    The fan (:class:`~sbm_ros.sim.ambient.FanNoise`) is in every training and test
-    recording at ``fan_snr_db`` re the recording's own clean power, as the paper's fan was; the
-    activity mask's noise PSD includes the fan's (measured on a reserved noise-only segment).
-    """
-    from sbm_ros.sim.ambient import FanNoise
-
-    if not bc.fan_snr_sweep:
-        return []
-    fan = FanNoise(head, az_deg=bc.fan_az_deg, el_deg=bc.fan_el_deg, seed=bc.seed)
-    rows = []
-    for snr in bc.fan_snr_sweep:
-        name = "no fan" if snr is None else f"fan {snr:g} dB"
-        _log(f"ambient noise: {name}")
-        sc = Scene(head, camera, bc, speech_sources, name, fan=fan, fan_snr_db=snr)
-        r = table1(sc, bc, bc.k1, {}, features=("ilpd",))
-        rows.append(dict(snr=snr, sbm=r["ilpd"], phat=r["phat"],
-                         ratio=r["ilpd"]["az"][0] / r["phat"]["az"][0]))
-    met = [r["snr"] for r in rows if r["snr"] is not None and r["ratio"] < 0.5]
-    out["ambient"] = dict(fan=fan.describe(), rows=rows, met=met)
-    return rows
-
-
-# --------------------------------------------------------------------------- two sources
-def _spectra64(recs, T=None):
-    cfg = _cfg("ilpd")
-    specs = [stft(x, cfg) for x in recs]
-    T = T or min(s.shape[0] for s in specs)
-    return np.stack([s[:T] for s in specs]).astype(np.complex64)
-
-
-def synth_pairs(S64: np.ndarray, targets: np.ndarray, n_pairs: int, seed: int,
-                level_std_db: float = 0.5, batch: int = 32):
-    """Two-source training set from single-source spectrograms (complex64 (n, T, F, 2)).
-
-    Returns (X (n_pairs, 4) canonical, Y (n_pairs, 3F) ILPD mean vectors).
-    """
-    cfg = _cfg("ilpd")
-    n = S64.shape[0]
-    rng = np.random.default_rng([seed, 2])
-    i = rng.integers(0, n, n_pairs)
-    j = (i + rng.integers(1, n, n_pairs)) % n
-    gain_db = rng.normal(0.0, level_std_db, n_pairs)
-    g1 = (10 ** (gain_db / 40.0)).astype(np.float32)
-    g2 = (10 ** (-gain_db / 40.0)).astype(np.float32)
-    Y = np.empty((n_pairs, cfg.dim))
-    T = S64.shape[1]
-
-    def work(start):
-        sl = slice(start, min(start + batch, n_pairs))
-        mix = g1[sl, None, None, None] * S64[i[sl]] + g2[sl, None, None, None] * S64[j[sl]]
-        B = mix.shape[0]
-        f, _ = features_from_spectra(mix.reshape(B * T, *mix.shape[2:]), cfg)
-        Y[sl] = f.reshape(B, T, -1).mean(axis=1)
-
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        list(ex.map(work, range(0, n_pairs, batch)))
-    X = np.stack([canonical_pair(targets[a], targets[b]) for a, b in zip(i, j)])
-    return X, Y
-
-
-def make_mixtures(scene: Scene, n_mix: int, seed: int):
-    """Test pairs per type: list of (kind_i, idx_i, kind_j, idx_j, g1, g2)."""
-    pos = scene.test_pos
-    n = len(pos)
-    rng = np.random.default_rng([seed, 3])
-    out = {}
-    for t, kinds in (("WN+WN", ("wn", "wn")), ("WN+S", ("wn", "s")), ("S+S", ("s", "s"))):
-        lst = []
-        while len(lst) < n_mix:
-            a, b = rng.integers(0, n, 2)
-            d = np.abs(pos[a] - pos[b])
-            if a == b or d[0] > 20 or d[1] > 20 or np.hypot(*d) < 1.5:
-                continue
-            gd = rng.normal(0.0, 0.5)
-            lst.append((kinds[0], int(a), kinds[1], int(b), 10 ** (gd / 40), 10 ** (-gd / 40)))
-        out[t] = lst
-    return out
-
-
-def table2(scene: Scene, bc: BenchConfig, out: dict):
-    cfg = _cfg("ilpd")
-    F = cfg.n_freq
-    _log("two-source: spectrograms of the training recordings (complex64)")
-    c0, w0 = time.process_time(), time.perf_counter()
-    S64 = _spectra64(scene.train)
-    X2, Y2 = synth_pairs(S64, scene.train_pos, bc.n_pairs, bc.seed)
-    synth_cpu, synth_wall = time.process_time() - c0, time.perf_counter() - w0
-    out["synth"] = dict(cpu_s=synth_cpu, wall_s=synth_wall, n=bc.n_pairs,
-                        mem_mb=S64.nbytes / 2 ** 20)
-    del S64
-    _log(f"two-source: {bc.n_pairs} pairs synthesised in {synth_wall:.1f} s")
-    models = {}
-    for ft in FEATURES:
-        g, cpu_t, wall_t = _train_gllim(X2, _slice(ft, Y2), bc.k2, bc)
-        models[ft] = g
-        out.setdefault("train2", {})[ft] = dict(cpu_s=cpu_t, wall_s=wall_t,
-                                                K=int(g.n_components_), n_iter=int(g.n_iter_))
-        _log(f"two-source: trained SBM-2 {ft} (K={g.n_components_}) in {wall_t:.1f} s")
-    # test spectra (1 s segments)
-    T1 = (RATE - cfg.n_fft) // cfg.hop + 1
-    gs = scene.speech_seg_gain
-    spec = {"wn": _spectra64([x[:RATE] for x in scene.wn], T1),
-            "s": _spectra64([x[:RATE] * g for x, g in zip(scene.speech, gs)], T1)}
-    nfs = {"wn": np.array(scene.wn_nf), "s": np.array(scene.speech_nf) * gs[:, None] ** 2}
-    mixes = make_mixtures(scene, bc.n_mix, bc.seed)
-    margin = 10 ** (bc.mask_margin_db / 10)
-    engines = {ft: PosteriorEngine(models[ft], n_bins=F) for ft in FEATURES}
-    methods = FEATURES + ("phat",)
-    extra = None
-    if bc.k2_extra:
-        # beyond the protocol: the same pairs with more affine components (ILPD)
-        gx, cpu_t, wall_t = _train_gllim(X2, Y2, bc.k2_extra, bc)
-        extra = PosteriorEngine(gx, n_bins=F)
-        out["train2_extra"] = dict(K0=int(bc.k2_extra), K=int(gx.n_components_), cpu_s=cpu_t,
-                                   wall_s=wall_t, n_iter=int(gx.n_iter_))
-        methods = methods + ("extra",)
-        _log(f"two-source: trained SBM-2 ILPD with K={bc.k2_extra} in {wall_t:.1f} s")
-    ph = out["phat_models"][scene.name]
-    res = {m: {} for m in methods}
-    stats_cache = {}
-    wns = []      # WN+S diagnostics: (separation, speech-dominated fraction, S GTEA, WN GTEA)
-    for t, lst in mixes.items():
-        errs = {m: [] for m in methods}
-        nomask = []
-        for n, (ka, a, kb, b, g1, g2) in enumerate(lst):
-            mix = (g1 * spec[ka][a] + g2 * spec[kb][b]).astype(np.complex128)
-            eps = (g1 ** 2 * nfs[ka][a] + g2 ** 2 * nfs[kb][b]) * margin
-            Y, P = features_from_spectra(mix, cfg)
-            st = SufficientStats.from_frames(Y, P >= eps)
-            true = np.stack([scene.test_pos[a], scene.test_pos[b]])
-            for ft in FEATURES:
-                sub = SufficientStats(n=st.n, s=_slice(ft, st.s), q=_slice(ft, st.q))
-                m = _post_mean(engines[ft], sub).reshape(2, 2)
-                errs[ft].append(_match2(m, true))
-            if extra is not None:
-                errs["extra"].append(_match2(_post_mean(extra, st).reshape(2, 2), true))
-            if t == "WN+S":
-                p_wn = np.sum(np.abs(g1 * spec[ka][a]) ** 2, axis=-1)
-                p_s = np.sum(np.abs(g2 * spec[kb][b]) ** 2, axis=-1)
-                e = errs["ilpd"][-1][2]
-                wns.append((float(np.hypot(*(true[0] - true[1]))), float(np.mean(p_s > p_wn)),
-                            float(e[1]), float(e[0])))
-            if t == "S+S":
-                stats_cache.setdefault("S+S", []).append((st, true))
-                st0 = SufficientStats.from_frames(Y, np.ones_like(P, dtype=bool))
-                m0 = _post_mean(engines["ilpd"], st0).reshape(2, 2)
-                nomask.append(_match2(m0, true)[2])
-            d, act = ph.frame_delays_from_spectra(mix)
-            dl = ph.delays_from_frames(d[act], 2)
-            if dl.size == 0:
-                az = np.array([np.nan, np.nan])
-            else:
-                az = ph.delay_to_target(dl)
-            e = np.stack([az, np.zeros(2)], axis=1)
-            errs["phat"].append(_match2(e, true, azimuth_only=True))
-        for mth, lst_e in errs.items():
-            daz = np.array([e[0] for e in lst_e])
-            delv = np.array([e[1] for e in lst_e])
-            gt = np.array([e[2] for e in lst_e])
-            if t == "WN+S":
-                cols = {"WN+S (WN)": [0], "WN+S (S)": [1]}
-            else:
-                cols = {t: [0, 1]}
-            for col, idx in cols.items():
-                az_c, el_c, g_c = daz[:, idx].ravel(), delv[:, idx].ravel(), gt[:, idx].ravel()
-                inl = g_c <= OUTLIER_DEG
-                res[mth][col] = dict(
-                    az=_err_summary(az_c[inl]) if inl.any() else (np.nan, np.nan),
-                    el=(_err_summary(el_c[inl]) if inl.any() else (np.nan, np.nan))
-                    if mth != "phat" else (None, None),
-                    out=float(100 * np.mean(~inl)), mean_gtea_all=float(np.mean(g_c)))
-        if t == "S+S":
-            gm = np.mean([e[2] for e in errs["ilpd"]])
-            out["mask_effect2"] = (float(gm), float(np.mean(nomask)))
-    out["table2"] = res
-    out["wn_s_diag"] = np.array(wns).reshape(-1, 4)
-    # CPU time per 1 s mixture, end to end from the time-domain mixture (ILPD, K2)
-    sub = mixes["S+S"][: min(50, len(mixes["S+S"]))]
-    sigs = [(g1 * gs[a] * scene.speech[a][:RATE] + g2 * gs[b] * scene.speech[b][:RATE],
-             (g1 ** 2 * nfs["s"][a] + g2 ** 2 * nfs["s"][b]) * margin)
-            for _, a, _, b, g1, g2 in sub]
-    c0 = time.process_time()
-    for x, eps in sigs:
-        _post_mean(engines["ilpd"], _stats_from_signal(x, cfg, eps))
-    out["sbm2_cpu_per_mixture"] = (time.process_time() - c0) / len(sigs)
-    c0 = time.process_time()
-    for x, _ in sigs:
-        ph.predict(x, 2)
-    out["phat2_cpu_per_mixture"] = (time.process_time() - c0) / len(sigs)
-    out["models2"] = models
-    out["pairs"] = (X2, Y2)
-    out["ss_stats"] = stats_cache["S+S"]
-    return res
-
-
-# --------------------------------------------------------------------------- sweeps (Figs 3, 6)
-def sweeps(scene: Scene, bc: BenchConfig, out: dict):
-    cfg = _cfg("ilpd")
-    margin = 10 ** (bc.mask_margin_db / 10)
-    segs = [(x[:RATE], nf) for x, nf in zip(scene.speech, scene.speech_nf)]
-    c0 = time.process_time()
-    stats = [_stats_from_signal(x, cfg, nf * margin) for x, nf in segs]
-    feat_cpu = (time.process_time() - c0) / len(segs)
-    truth = scene.test_pos
-    Y1 = _mean_vectors(scene.train, cfg)
-
-    def err1(g):
-        eng = PosteriorEngine(g, n_bins=cfg.n_freq)
-        c0 = time.process_time()
-        est = np.stack([_post_mean(eng, st) for st in stats])
-        t = (time.process_time() - c0) / len(stats)
-        return float(np.mean(np.hypot(*(est - truth).T))), t
-
-    r = {"k1": [], "n1": [], "k2": [], "n2": []}
-    for K in bc.k1_sweep:
-        g, _, wall = _train_gllim(scene.train_pos, Y1, K, bc)
-        e, t = err1(g)
-        r["k1"].append(dict(K=K, K_final=int(g.n_components_), err=e, time=feat_cpu + t,
-                            train_s=wall))
-    rng = np.random.default_rng([bc.seed, 4])
-    N0 = len(scene.train_pos)
-    for N in bc.n1_sweep:
-        idx = np.sort(rng.choice(N0, size=min(N, N0), replace=False))
-        g, _, wall = _train_gllim(scene.train_pos[idx], Y1[idx], min(bc.k1, len(idx)), bc)
-        e, _ = err1(g)
-        r["n1"].append(dict(N=len(idx), err=e, K_final=int(g.n_components_), train_s=wall))
-    _log("sweeps: one-source done")
-    X2, Y2 = out["pairs"]
-    ss = out["ss_stats"]
-    # time per 1 s mixture = features (measured above on 1 s speech) + posterior
-
-    def err2(g):
-        eng = PosteriorEngine(g, n_bins=cfg.n_freq)
-        c0 = time.process_time()
-        errs = [_match2(_post_mean(eng, st).reshape(2, 2), true)[2] for st, true in ss]
-        t = (time.process_time() - c0) / len(ss)
-        return float(np.mean(errs)), float(np.mean(np.array(errs) > OUTLIER_DEG) * 100), t
-
-    for K in bc.k2_sweep:
-        if K == bc.k2:
-            g = out["models2"]["ilpd"]
-            wall = out["train2"]["ilpd"]["wall_s"]
-        else:
-            g, _, wall = _train_gllim(X2, Y2, K, bc)
-        e, o, t = err2(g)
-        r["k2"].append(dict(K=K, K_final=int(g.n_components_), err=e, out=o,
-                            time=feat_cpu + t, train_s=wall))
-        _log(f"sweeps: K2={K} err {e:.2f}")
-    for N in bc.n2_sweep:
-        if N >= len(X2):
-            g = out["models2"]["ilpd"]
-            wall = out["train2"]["ilpd"]["wall_s"]
-            N = len(X2)
-        else:
-            g, _, wall = _train_gllim(X2[:N], Y2[:N], bc.k2, bc)
-        e, o, _ = err2(g)
-        r["n2"].append(dict(N=N, K_final=int(g.n_components_), err=e, out=o, train_s=wall))
-        _log(f"sweeps: N2={N} err {e:.2f}")
-    out["sweeps"] = r
-    out["feat_cpu_1s"] = feat_cpu
-    return r
-
-
-# --------------------------------------------------------------------------- sliding window
-def _random_positions(rng, camera, n, pair=False, margin=0.06):
-    """Random directions uniform in pixels inside the central part of the image."""
-    out = []
-    while len(out) < n:
-        u = rng.uniform(margin, 1 - margin, 2 if pair else 1) * camera.width
-        v = rng.uniform(margin, 1 - margin, 2 if pair else 1) * camera.height
-        az, el = camera.pixel_to_direction(u, v)
-        p = np.stack([az, el], axis=1)
-        if pair:
-            d = np.abs(p[0] - p[1])
-            if np.hypot(*d) < 5.0 or d[0] > 20 or d[1] > 20:
-                continue
-        out.append(p)
-    return out
-
-
-def counting_scene(head, camera, bc: BenchConfig, speakers, seed_tag: int, pause=(0.8, 1.1)):
-    """One or two talkers counting 1..n_count, moving between numbers.
-
-    Returns (x (n, 2), noise floor (F,), utterances list of dict(start, end, pos (M, 2))).
-    """
-    from sbm_ros.sim import count_utterances, speech
-
-    rng = np.random.default_rng([bc.seed, seed_tag])
-    M = len(speakers)
-    words = [count_utterances(lang, 20, as_digits=(lang == "am")) for lang, _ in speakers]
-    positions = _random_positions(rng, camera, bc.n_count, pair=(M == 2))
-    lead = int(1.0 * RATE)
-    t = lead
-    parts, utts = [], []
-    for k in range(bc.n_count):
-        starts, ends = [], []
-        for m, (lang, voice) in enumerate(speakers):
-            s = speech(words[m][k], voice=voice, rate=RATE)
-            st = t + int(rng.uniform(0, 0.12) * RATE)
-            y = head.render_clean(s, *positions[k][m], keep_tail=True)
-            parts.append((st, y, s.size))
-            starts.append(st)
-            ends.append(st + s.size)
-        utts.append(dict(start=min(starts) / RATE, end=max(ends) / RATE,
-                         pos=positions[k].reshape(M, 2)))
-        t = max(ends) + int(rng.uniform(*pause) * RATE)
-    n = t + int(0.5 * RATE)
-    clean = np.zeros((n, 2))
-    active = np.zeros(n, dtype=bool)
-    for st, y, ns in parts:
-        m = min(y.shape[0], n - st)
-        clean[st:st + m] += y[:m]
-        active[st:st + ns] = True
-    p = float(np.mean(clean[active] ** 2))
-    sigma = np.sqrt(p * 10 ** (-bc.snr_db / 10))
-    x = clean + sigma * np.random.default_rng([bc.seed, seed_tag, 1]).standard_normal(clean.shape)
-    # noise floor measured on the 1 s noise-only lead-in
-    nf = np.mean(np.abs(stft(x[:lead], _cfg("ilpd"))) ** 2, axis=0).sum(axis=1)
-    return x, nf, utts
-
-
-def run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s=0.04,
-                naive_windows=0):
-    loc = SBMLocalizer(model, window_s=window_s, noise_floor=nf, mask_margin_db=bc.mask_margin_db)
-    hop = int(round(hop_s * RATE))
-    M = model.n_sources
-    lps = model.dims_per_source
-    times, ests, lat, push_lat = [], [], [], []
-    naive = []
-    pos = 0
-    cfg = model.feature_config
-    while pos + hop <= x.shape[0]:
-        t0 = time.perf_counter()
-        loc.push_audio(x[pos:pos + hop])
-        t1 = time.perf_counter()
-        pos += hop
-        est = loc.estimate()
-        t2 = time.perf_counter()
-        if est is None:
-            continue
-        push_lat.append(t1 - t0)
-        lat.append(t2 - t1)
-        w = loc.window
-        start = (loc.frames_pushed - w.n_frames) * cfg.hop
-        centre = 0.5 * (start + loc.end_sample) / RATE
-        times.append(centre)
-        ests.append(np.concatenate([s.position for s in est.sources]).reshape(M, lps))
-        if len(naive) < naive_windows and w.full and len(times) % 7 == 0:
-            order = (np.arange(w.length) + w._pos) % w.length
-            Yw = w._ym[order]
-            chi = expand_mask(w._chi[order], cfg)
-            c0 = time.perf_counter()
-            pd = posterior_direct(model.params, Yw, chi)
-            tn = time.perf_counter() - c0
-            c0 = time.perf_counter()
-            pf = loc.engine.posterior(w.stats)
-            tf = time.perf_counter() - c0
-            naive.append(dict(t_naive=tn, t_fast=tf, n_active=int(chi.sum()),
-                              diff=float(np.max(np.abs(pd.mean() - pf.mean())))))
-    times = np.array(times)
-    ests = np.array(ests)
-    rows = []
-    for k, u in enumerate(utts):
-        sel = (times >= u["start"]) & (times <= u["end"])
-        if not sel.any():
-            rows.append(dict(k=k + 1, n=0, est=None, true=u["pos"], az=np.nan, el=np.nan))
-            continue
-        med = np.median(ests[sel], axis=0)          # (M, lps)
-        if M == 1:
-            daz = np.abs(med[0, 0] - u["pos"][0, 0])
-            delv = np.abs(med[0, 1] - u["pos"][0, 1])
-            rows.append(dict(k=k + 1, n=int(sel.sum()), est=med, true=u["pos"],
-                             az=np.array([daz]), el=np.array([delv])))
-        else:
-            daz, delv, _ = _match2(med, u["pos"])
-            rows.append(dict(k=k + 1, n=int(sel.sum()), est=med, true=u["pos"], az=daz, el=delv))
-    return dict(rows=rows, latency=np.array(lat), push_latency=np.array(push_lat),
-                naive=naive, n_estimates=len(times), audio_s=x.shape[0] / RATE)
-
-
-# --------------------------------------------------------------------------- speed helpers
-def gemm_gflops(n=2048, reps=3) -> float:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n))
-    b = rng.standard_normal((n, n))
-    a @ b
-    best = np.inf
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
-
-
-def feature_speed(head, reps=3) -> dict:
-    from sbm_ros.sim import white_noise
-    x = head.render(white_noise(10.0, RATE, seed=1), 0.0, 0.0, noise_seed=1)
-    out = {}
-    for ft in FEATURES:
-        cfg = _cfg(ft)
-        best = np.inf
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            binaural_features(x, cfg)
-            best = min(best, time.perf_counter() - t0)
-        out[ft] = best / 10.0
-    return out
-
-
-# --------------------------------------------------------------------------- xllim
-def _gllim_inverse_mean(p: dict, Y: np.ndarray) -> np.ndarray:
-    """Posterior mean E[x | y] of a GLLiM with per-component diagonal Sigma_k (full y).
-
-    ``p``: pi (K,), c (K, L), Gamma (K, L, L), A (K, D, L), b (K, D), sigma2 (K, D). Same
-    algebra as Theorem 1 with ``n = 1``, but the ``y`` quadratic term and ``log|Sigma_k|`` no
-    longer cancel between components.
-    """
-    from scipy.special import logsumexp
-    K, D, L = p["A"].shape
-    N = Y.shape[0]
-    logw = np.empty((N, K))
-    mus = np.empty((N, K, L))
-    for k in range(K):
-        isig = 1.0 / p["sigma2"][k]
-        A = p["A"][k]
-        Gi = np.linalg.inv(p["Gamma"][k])
-        Vinv = Gi + (A * isig[:, None]).T @ A
-        R = Y - p["b"][k]
-        h = (Gi @ p["c"][k])[None, :] + (R * isig) @ A
-        mu = np.linalg.solve(Vinv, h.T).T
-        quad = (R * R) @ isig
-        logw[:, k] = (np.log(p["pi"][k]) - 0.5 * np.sum(np.log(p["sigma2"][k]))
-                      - 0.5 * np.linalg.slogdet(Vinv)[1]
-                      - 0.5 * np.linalg.slogdet(p["Gamma"][k])[1]
-                      - 0.5 * (quad + p["c"][k] @ Gi @ p["c"][k] - np.sum(mu * h, axis=1)))
-        mus[:, k] = mu
-    w = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
-    return np.einsum("nk,nkl->nl", w, mus)
-
-
-def run_xllim(scene: Scene, bc: BenchConfig, K: int, n_check: int = 2) -> dict:
-    """Train the PyPI ``xllim`` GLLiM (C++) on the one-source set; compare on WN test positions.
-
-    xllim's API (2.0.x, pybind11, positional arguments only): ``GLLiM(K, D, L, gamma_type,
-    sigma_type)``; ``initialize(X, Y, gllim_em_iteration, gllim_em_floor, gmm_kmeans_iteration,
-    gmm_em_iteration, gmm_floor, nb_experiences, seed, verbose)``; ``train(X, Y, max_iteration,
-    ratio_ll, floor, verbose)`` with X (L, N) and Y (D, N) column-major; targets are expected in
-    [0, 1] (we min-max scale azimuth and elevation over the training grid and map back).
-    ``inverseDensities(y=..., K_merged=0, merging_threshold=..., verbose=0)`` (keywords needed:
-    the positional call resolves to the uncertainty overload; several columns at once failed
-    here with "copy into submatrix: incompatible matrix dimensions", and each call costs
-    seconds at D = 1536). There is no shared-Sigma mode: we use full Gamma_k and
-    per-component diagonal Sigma_k ("full", "diag"). Predictions for all test vectors use the
-    closed-form GLLiM inverse on xllim's trained parameters (:func:`_gllim_inverse_mean`),
-    checked against xllim's own ``inverseDensities`` on the first ``n_check`` vectors.
-    """
-    info = {}
-    try:
-        import xllim  # noqa: F401
-        info["version"] = getattr(xllim, "__version__", "?")
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        return dict(error=f"`import xllim` failed: {type(exc).__name__}: {exc} "
-                          f"(install with `pip install xllim`)")
-    cfg = _cfg("ilpd")
-    X = scene.train_pos
-    Y = _mean_vectors(scene.train, cfg)
-    Yt = _mean_vectors(scene.wn, cfg)
-    truth = scene.test_pos
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    Xs = (X - lo) / (hi - lo)
-    try:
-        g = xllim.GLLiM(int(K), Y.shape[1], 2, "full", "diag")
-        c0, w0 = time.process_time(), time.perf_counter()
-        g.initialize(np.asfortranarray(Xs.T), np.asfortranarray(Y.T), 10, 1e-8, 10, 10, 1e-8, 1,
-                     int(bc.seed), 0)
-        g.train(np.asfortranarray(Xs.T), np.asfortranarray(Y.T), int(bc.xllim_iter), 1e-6, 1e-8, 0)
-        info["train_cpu_s"] = time.process_time() - c0
-        info["train_wall_s"] = time.perf_counter() - w0
-        params = dict(pi=np.asarray(g.getParamPi()).ravel(), c=np.asarray(g.getParamC()),
-                      Gamma=np.asarray(g.getParamGamma()), A=np.asarray(g.getParamA()),
-                      b=np.asarray(g.getParamB()), sigma2=np.asarray(g.getParamSigma()))
-        est_s = _gllim_inverse_mean(params, Yt)
-        # xllim's own prediction, one observation per call (it forms D x D covariances, so
-        # each call costs O(K D^3): seconds); checked against the closed form above.
-        checks, t_inv = [], []
-        for i in range(min(n_check, len(Yt))):
-            w0 = time.perf_counter()
-            r = g.inverseDensities(y=np.asfortranarray(Yt[i:i + 1].T), K_merged=0,
-                                   merging_threshold=1e-10, verbose=0)
-            t_inv.append(time.perf_counter() - w0)
-            checks.append(float(np.max(np.abs(np.asarray(r.fullGMM.mean).ravel() - est_s[i])
-                                       * (hi - lo))))
-        info["inverse_check"] = dict(n=len(checks), max_diff_deg=max(checks) if checks else None,
-                                     s_per_obs=float(np.median(t_inv)) if t_inv else None)
-        est = est_s * (hi - lo) + lo
-    except Exception as exc:  # pragma: no cover
-        info["error"] = f"xllim failed while running: {type(exc).__name__}: {exc}"
-        return info
-    daz, delv = np.abs(est - truth).T
-    info.update(az=_err_summary(daz), el=_err_summary(delv),
-                over5=float(np.mean(np.hypot(daz, delv) > 5) * 100),
-                iterations=int(bc.xllim_iter), K=int(K))
-    # ours on the same data
-    g2, cpu, wall = _train_gllim(X, Y, K, bc)
-    est2 = g2.predict(Yt)
-    daz2, delv2 = np.abs(est2 - truth).T
-    info["ours"] = dict(az=_err_summary(daz2), el=_err_summary(delv2),
-                        over5=float(np.mean(np.hypot(daz2, delv2) > 5) * 100),
-                        train_cpu_s=cpu, train_wall_s=wall, n_iter=int(g2.n_iter_),
-                        K=int(g2.n_components_))
-    return info
+from sbm_ros.apps.bench.table1 import table1
+from sbm_ros.apps.bench.table2 import make_mixtures, synth_pairs, table2  # noqa: F401
+from sbm_ros.apps.bench.sweeps import sweeps
+from sbm_ros.apps.bench.ambient import ambient_sweep
+from sbm_ros.apps.bench.sliding import counting_scene, run_sliding, sliding_scenes  # noqa: F401
+from sbm_ros.apps.bench.speed import feature_speed, gemm_gflops, speed  # noqa: F401
+from sbm_ros.apps.bench.xllim_compare import run_xllim
 
 
 # --------------------------------------------------------------------------- plots
@@ -1172,26 +597,26 @@ DEVIATIONS = [
 ]
 
 
-def run(bc: BenchConfig) -> dict:
-    from sbm_ros.sim import Room, VirtualCamera, VirtualHead, load_kemar
+def _heads(bc: BenchConfig, hrirs) -> dict:
+    """The virtual heads of the two rooms, sharing one HRIR set."""
+    from sbm_ros.sim import Room, VirtualHead
 
-    t_start = time.perf_counter()
-    # the checkout's state before this run writes its own report and plots
-    out_git = _git()
-    os.makedirs(bc.out_dir, exist_ok=True)
-    machine = _machine()
-    camera = VirtualCamera.narrow()
+    return {"reverberant": VirtualHead(room=Room(drr_db=bc.drr_db), snr_db=bc.snr_db,
+                                       hrirs=hrirs, seed=bc.seed),
+            "anechoic": VirtualHead(room=Room.anechoic(), snr_db=bc.snr_db, hrirs=hrirs,
+                                    seed=bc.seed)}
+
+
+def _experiments(bc: BenchConfig, camera, out: dict) -> None:
+    """Every protocol in turn (each needs the results of those before it in ``out``)."""
+    from sbm_ros.sim import grid_positions, load_kemar
+
     hrirs = load_kemar(RATE)
-    out: dict = {"scenes": {}, "git": out_git}
-    from sbm_ros.sim import grid_positions
     n_test = len(grid_positions(*bc.test_grid, camera))
     _log("synthesising speech (espeak-ng)")
     sp_src, sp_meta = _speech_sources(n_test, bc.seed)
     out["speech_meta"] = sp_meta
-    heads = {"reverberant": VirtualHead(room=Room(drr_db=bc.drr_db), snr_db=bc.snr_db,
-                                        hrirs=hrirs, seed=bc.seed),
-             "anechoic": VirtualHead(room=Room.anechoic(), snr_db=bc.snr_db, hrirs=hrirs,
-                                     seed=bc.seed)}
+    heads = _heads(bc, hrirs)
     for room in ("reverberant", "anechoic"):
         _log(f"rendering the {room} room")
         sc = Scene(heads[room], camera, bc, sp_src, room)
@@ -1204,47 +629,27 @@ def run(bc: BenchConfig) -> dict:
     _log("sweeps")
     sweeps(rev, bc, out)
     ambient_sweep(heads["reverberant"], camera, bc, sp_src, out)
-    # sliding window
-    _log("sliding window scenes")
-    cfg = _cfg("ilpd")
-    m1 = SBMModel.from_gllim(out["models1"]["reverberant"]["ilpd"], cfg, n_sources=1,
-                             dims_per_source=2, n_train=len(rev.train_pos))
-    m2 = SBMModel.from_gllim(out["models2"]["ilpd"], cfg, n_sources=2, dims_per_source=2,
-                             n_train=bc.n_pairs)
-    x1, nf1, u1 = counting_scene(heads["reverberant"], camera, bc, [("en", "en")], 11)
-    x2, nf2, u2 = counting_scene(heads["reverberant"], camera, bc, [("en", "en"), ("fr", "fr")],
-                                 12, pause=(1.0, 1.3))
-    s1 = run_sliding(m1, x1, nf1, u1, 0.72, bc, naive_windows=bc.naive_reps)
-    s2 = run_sliding(m2, x2, nf2, u2, 1.2, bc, naive_windows=bc.naive_reps)
-    out["sliding"] = {"one": s1, "two": s2}
-    # speed
-    _log("speed")
-    lat = []
-    for name, s, m, w in (("SBM-1 (K=%d, L=2)" % bc.k1, s1, m1, 720),
-                          ("SBM-2 (K=%d, L=4)" % bc.k2, s2, m2, 1200)):
-        K, D, L_ = m.params.A.shape
-        lt = s["latency"]
-        nv = s["naive"]
-        lat.append(dict(name=name, window_ms=w, D=D, K=K, L=L_,
-                        median=float(np.median(lt)), p95=float(np.percentile(lt, 95)),
-                        push_median=float(np.median(s["push_latency"])),
-                        naive=float(np.median([v["t_naive"] for v in nv])) if nv else np.nan,
-                        naive_active=int(np.median([v["n_active"] for v in nv])) if nv else 0,
-                        naive_diff=float(max(v["diff"] for v in nv)) if nv else np.nan,
-                        flops=int(K * D * L_ ** 2)))
-    sw = out["sweeps"]
-    k20 = [r["time"] for r in sw["k2"] if r["K"] == 20]
-    out["speed"] = dict(
-        gflops=gemm_gflops(), latency=lat, features=feature_speed(heads["reverberant"]),
-        sbm1_cpu=out["table1"]["reverberant"]["ilpd"]["cpu_per_s"],
-        sbm2_cpu=out["sbm2_cpu_per_mixture"], sbm2_cpu_k20=k20[0] if k20 else None,
-        train1=out["table1"]["reverberant"]["ilpd"]["train_wall_s"],
-        train2=out["train2"]["ilpd"]["wall_s"])
+    m1, m2 = sliding_scenes(heads["reverberant"], camera, bc, out)
+    speed(heads["reverberant"], bc, out, m1, m2)
     if bc.xllim:
         _log("xllim")
         out["xllim"] = run_xllim(rev, bc, bc.k1, n_check=bc.xllim_check)
     out["shortfalls"] = _shortfalls(out)
     out["summary"] = _summary(out)
+
+
+def run(bc: BenchConfig) -> dict:
+    """The whole benchmark: writes ``<out_dir>/benchmark.md`` and the plots; returns ``out``."""
+    from sbm_ros.sim import VirtualCamera
+
+    t_start = time.perf_counter()
+    # the checkout's state before this run writes its own report and plots
+    out_git = _git()
+    os.makedirs(bc.out_dir, exist_ok=True)
+    machine = _machine()
+    camera = VirtualCamera.narrow()
+    out: dict = {"scenes": {}, "git": out_git}
+    _experiments(bc, camera, out)
     plots = make_plots(out, bc, camera)
     runtime = time.perf_counter() - t_start
     out["runtime_s"] = runtime
