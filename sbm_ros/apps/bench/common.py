@@ -28,6 +28,8 @@ OUTLIER_DEG = 15.0
 # --------------------------------------------------------------------------- configuration
 @dataclass
 class BenchConfig:
+    """Sizes and settings of one run (the paper's sizes; :meth:`make` gives quick mode's)."""
+
     quick: bool = False
     seed: int = 0
     out_dir: str = "docs"

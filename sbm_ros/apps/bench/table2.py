@@ -212,14 +212,15 @@ def _cpu_per_mixture(test: _MixtureTest, ss_mixes: list, out: dict) -> None:
 
 
 def table2(scene: Scene, bc: BenchConfig, out: dict):
-    """SBM-2 and PHAT on the two-source mixtures of one room (after :func:`table1` there)."""
+    """SBM-2 and PHAT on the two-source mixtures of one room; needs Table I's PHAT-histogram
+    model of the same room in ``out`` (``out["phat_models"]``)."""
     X2, Y2, models = _train_sbm2(scene, bc, out)
     extra = _train_extra(X2, Y2, bc, out)
     engines = {ft: PosteriorEngine(models[ft], n_bins=_cfg("ilpd").n_freq) for ft in FEATURES}
     test = _MixtureTest(scene, engines, extra, out["phat_models"][scene.name],
                         10 ** (bc.mask_margin_db / 10))
     mixes = make_mixtures(scene, bc.n_mix, bc.seed)
-    methods = FEATURES + ("phat",) + (() if test.extra is None else ("extra",))
+    methods = FEATURES + ("phat",) + (() if extra is None else ("extra",))
     res = {m: {} for m in methods}
     for t, lst in mixes.items():
         errs = {m: [] for m in methods}
