@@ -26,7 +26,7 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
-    install_requires=['setuptools', 'numpy', 'scipy'],
+    install_requires=['setuptools', 'numpy', 'scipy', 'threadpoolctl'],
     extras_require={
         'test': ['pytest'],
         'audio': ['sounddevice'],
