@@ -29,7 +29,7 @@ setup(
     install_requires=['setuptools', 'numpy', 'scipy', 'threadpoolctl'],
     extras_require={
         'test': ['pytest'],
-        'audio': ['sounddevice'],
+        'audio': ['sounddevice', 'soundfile'],
         'sim': ['slab', 'matplotlib', 'opencv-python-headless', 'pyyaml', 'rosbags'],
     },
     zip_safe=False,
