@@ -102,7 +102,6 @@ def memory():
         assert ros.wait_for_subscribers(pub)
         ros.spin_for(2.0)
         before = _rss(node.proc.pid)
-        import numpy as np
         import synth
         from sbm_ros.core.audio_io import float_to_pcm_bytes
         x = synth.render(synth.babble(synth.RATE * 4, 1), 8.0, 4.0)     # speech-like, 4 s

@@ -500,6 +500,7 @@ class SbmLocalizerNode(Node):
         arrival_ns = time.monotonic_ns()
         self._mark_rx('audio')
         self.stats['chunks'] += 1
+        dropped = self.stream_counts['dropped_chunks']
         audio_s = 0.0
         try:
             audio_s = self._process_chunk(msg, arrival_ns)
@@ -512,7 +513,8 @@ class SbmLocalizerNode(Node):
         clock_ns = self.get_clock().now().nanoseconds
         done_ns = time.monotonic_ns()
         self.load.record(done_ns / 1e9, (done_ns - arrival_ns) / 1e9, audio_s,
-                         (clock_ns - stamp_ns) / 1e9 if stamp_ns and clock_ns else None)
+                         (clock_ns - stamp_ns) / 1e9 if stamp_ns and clock_ns else None,
+                         lost=self.stream_counts['dropped_chunks'] - dropped)
 
     def _ready(self) -> bool:
         """A model, a localiser and a usable audio format (else the chunk is refused)."""
@@ -731,6 +733,7 @@ class SbmLocalizerNode(Node):
             'input_speed': f'{load.input_speed:.2f}',
             'lag_growth_s': f'{load.lag_growth_s:.3f}',
             'keeping_up': str(not load.behind),
+            'lost_chunks_recent': str(load.lost),
             'held_chunks': str(self.gate.held if self.gate is not None else 0),
             'last_estimate_stamp': f"{lw['stamp_ns'] / 1e9:.6f}",
             'camera': ('camera_info' if self.camera_info_cam is not None else

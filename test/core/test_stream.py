@@ -254,3 +254,12 @@ def test_load_monitor_keeping_up_and_falling_behind():
     m.reset_lag()
     m.record(2.6, 0.01, 0.05, lag_s=3.0)
     assert m.status(2.6).lag_growth_s == 0.0
+    m = LoadMonitor(horizon_s=5.0)
+    for k in range(50):                           # 40% busy and chunks lost: behind
+        m.record(k * 0.05, 0.02, 0.5, lost=int(k == 30))
+    st = m.status(50 * 0.05)
+    assert st.behind and st.lost == 1 and '1 chunk(s) lost' in st.message
+    m = LoadMonitor(horizon_s=5.0)
+    for k in range(50):                           # lost chunks on an idle node: upstream
+        m.record(k * 0.05, 0.002, 0.05, lost=int(k == 30))
+    assert not m.status(50 * 0.05).behind
