@@ -13,8 +13,13 @@ Numerical choices
   error below ~1e-6 relative for common rates; the returned rate is the requested target.
   Default Kaiser (beta 5) anti-aliasing filter of scipy.
 * WAV reading uses ``scipy.io.wavfile`` (PCM 8/16/24/32, IEEE float 32/64,
-  WAVE_FORMAT_EXTENSIBLE). WAV writing is PCM16 via the stdlib ``wave`` module, atomically
-  (temporary file in the destination directory, then ``os.replace``).
+  WAVE_FORMAT_EXTENSIBLE). :class:`WavBlockReader` streams a file from disk instead
+  (``soundfile``), resampling block by block with the same polyphase filter: each block is
+  resampled with enough neighbouring input samples on both sides (more than the filter's
+  half-length) and cut on the output grid, so the samples equal those of :func:`read_wav`
+  with ``target_rate`` (to float rounding) while memory stays at one block.
+* WAV writing is PCM16 via the stdlib ``wave`` module, atomically (temporary file in the
+  destination directory, then ``os.replace``).
 * Raw PCM (``pcm_bytes_to_float``): interleaved little-endian frames, formats ``S16LE``,
   ``S24LE`` (packed 3 bytes), ``S32LE``, ``F32LE``. A byte count that is not a whole number of
   frames raises ``ValueError`` by default; with ``strict=False`` the trailing partial frame is
@@ -42,6 +47,7 @@ __all__ = [
     "pcm_bytes_to_float",
     "float_to_pcm_bytes",
     "PcmStreamDecoder",
+    "WavBlockReader",
 ]
 
 #: bytes per sample of each supported raw format
@@ -78,6 +84,16 @@ def _int_to_float(data: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported WAV sample type {dt}")
 
 
+def _ratio(rate: int, target_rate: int) -> Fraction:
+    """target_rate / rate as used for resampling (see module doc)."""
+    fr = Fraction(int(target_rate), int(rate))
+    if max(fr.numerator, fr.denominator) > _MAX_RATIO_TERM:
+        fr = fr.limit_denominator(_MAX_RATIO_TERM)
+        if fr == 0:
+            raise ValueError(f"cannot approximate resampling ratio {target_rate}/{rate}")
+    return fr
+
+
 def resample(x: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """Resample ``x`` (n, ...) along axis 0 from ``rate`` to ``target_rate`` Hz (see module
     doc)."""
@@ -88,11 +104,7 @@ def resample(x: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
     from scipy.signal import resample_poly
 
-    fr = Fraction(target_rate, rate)
-    if max(fr.numerator, fr.denominator) > _MAX_RATIO_TERM:
-        fr = fr.limit_denominator(_MAX_RATIO_TERM)
-        if fr == 0:
-            raise ValueError(f"cannot approximate resampling ratio {target_rate}/{rate}")
+    fr = _ratio(rate, target_rate)
     return resample_poly(np.asarray(x, dtype=np.float64), fr.numerator, fr.denominator, axis=0)
 
 
@@ -265,3 +277,58 @@ class PcmStreamDecoder:
         rem = len(buf) % self.frame_bytes
         self._rest = buf[len(buf) - rem:] if rem else b""
         return pcm_bytes_to_float(buf[: len(buf) - rem], self.channels, self.sample_format)
+
+
+class WavBlockReader:
+    """A stereo WAV file read from disk block by block, resampled to ``target_rate``.
+
+    ``blocks()`` yields float64 ``(m, 2)`` arrays that, concatenated, equal
+    ``read_wav(path, target_rate)`` (to float rounding; see module doc) while holding about
+    ``block_s`` seconds of the file in memory. Every call of ``blocks()`` starts again from
+    the beginning (looping). Raises ``ValueError`` like :func:`read_wav` for an unreadable,
+    mono or multi-channel file.
+    """
+
+    def __init__(self, path, target_rate: Optional[int] = None, block_s: float = 1.0):
+        import soundfile as sf
+
+        self.path = os.fspath(path)
+        try:
+            info = sf.info(self.path)
+        except (RuntimeError, sf.LibsndfileError) as e:
+            raise ValueError(f"cannot read WAV file {path}: {e}") from e
+        if info.channels == 1:
+            raise ValueError(f"{path}: mono WAV file; binaural processing needs 2 channels "
+                             "(0 = left ear, 1 = right ear)")
+        if info.channels > 2:
+            raise ValueError(f"{path}: {info.channels} channels; expected a 2-channel (left, "
+                             "right) binaural WAV")
+        self.file_rate = int(info.samplerate)
+        self.rate = int(target_rate) if target_rate else self.file_rate
+        self.n_in = int(info.frames)
+        fr = _ratio(self.file_rate, self.rate) if self.rate != self.file_rate else Fraction(1)
+        self.up, self.down = fr.numerator, fr.denominator
+        #: samples per channel at ``rate`` (resample_poly's output length)
+        self.frames = -(-self.n_in * self.up // self.down)
+        half_in = 10 * max(self.up, self.down) // self.up + 2     # filter half-length, input
+        self._pad = -(-half_in // self.down) * self.down if fr != 1 else 0
+        step = max(1, int(block_s * self.file_rate))
+        self._step = -(-step // self.down) * self.down
+
+    def blocks(self):
+        import soundfile as sf
+        from scipy.signal import resample_poly
+
+        with sf.SoundFile(self.path) as f:
+            for s in range(0, self.n_in, self._step):
+                e = min(s + self._step, self.n_in)
+                lo, hi = max(0, s - self._pad), min(self.n_in, e + self._pad)
+                f.seek(lo)
+                x = f.read(hi - lo, dtype="float64", always_2d=True)
+                if self.up == self.down:
+                    yield np.ascontiguousarray(x)
+                    continue
+                y = resample_poly(x, self.up, self.down, axis=0)
+                o0 = lo * self.up // self.down
+                o_end = self.frames if e == self.n_in else e * self.up // self.down
+                yield np.ascontiguousarray(y[s * self.up // self.down - o0:o_end - o0])

@@ -14,7 +14,9 @@ Sources (parameter ``source``):
   diagnostics. If the device cannot be opened the node logs the available input devices and
   retries every ``reopen_period_s``.
 * ``file``: a WAV file (resampled to ``sample_rate``), published in blocks of ``block_size``
-  paced at ``realtime_factor`` x real time, optionally looping.
+  paced at ``realtime_factor`` x real time, optionally looping. The file is streamed from disk
+  (:class:`sbm_ros.core.audio_io.WavBlockReader`, about one second in memory; the samples are
+  those of resampling the whole file at once).
 
 Stamping (device source): stamps are counted in samples, ``stamp_k = anchor + n_k / rate`` with
 ``n_k`` the samples published before chunk k. The anchor is the node clock at the first
@@ -241,20 +243,36 @@ class BinauralCapture(Node):
         return not self._stop.wait(self.p['start_delay_s'])
 
     # ------------------------------------------------------------------ file source
+    def _file_chunks(self, reader):
+        """int16 (n, 2) chunks of ``block_size`` read from the file (the file's last chunk may be
+        shorter), again from the start when ``loop`` is set."""
+        from sbm_ros.core.audio_io import float_to_pcm_bytes
+        while reader.frames:
+            rest = np.empty((0, 2), dtype='<i2')
+            for x in reader.blocks():
+                pcm = np.frombuffer(float_to_pcm_bytes(x, 'S16LE'), dtype='<i2').reshape(-1, 2)
+                rest = np.concatenate([rest, pcm])
+                while rest.shape[0] >= self.block:
+                    yield rest[:self.block]
+                    rest = rest[self.block:]
+            if rest.shape[0]:
+                yield rest
+            if not self.p['loop']:
+                return
+
     def _file_loop(self) -> None:
-        from sbm_ros.core.audio_io import float_to_pcm_bytes, read_wav
+        from sbm_ros.core.audio_io import WavBlockReader
         path = self.p['file_path']
         try:
             if not path:
                 raise ValueError("parameter 'file_path' is empty")
-            x, _ = read_wav(os.path.expanduser(path), target_rate=self.rate)
-        except (ValueError, OSError) as exc:
+            reader = WavBlockReader(os.path.expanduser(path), target_rate=self.rate)
+        except (ValueError, OSError, ImportError) as exc:
             self.status = f'cannot read WAV file: {exc}'
             self.get_logger().error(f"source 'file': cannot read {path!r}: {exc}; publishing "
                                     f"nothing")
             return
-        pcm = np.frombuffer(float_to_pcm_bytes(x, 'S16LE'), dtype='<i2').reshape(-1, 2)
-        self.get_logger().info(f"source 'file': {path} ({pcm.shape[0] / self.rate:.2f} s), "
+        self.get_logger().info(f"source 'file': {path} ({reader.frames / self.rate:.2f} s), "
                                f"realtime_factor={self.p['realtime_factor']}, "
                                f"loop={self.p['loop']}")
         if not self._wait_to_start():
@@ -267,17 +285,9 @@ class BinauralCapture(Node):
                                       ' stamps start at 0')
         t0 = time.monotonic()
         sent = 0            # samples published since start (all loops)
-        pos = 0
-        while not self._stop.is_set():
-            if pos >= pcm.shape[0]:
-                if not self.p['loop']:
-                    self.status = 'end of file'
-                    self.get_logger().info(f"source 'file': end of {path} after "
-                                           f"{sent / self.rate:.2f} s of audio")
-                    return
-                pos = 0
-            chunk = pcm[pos:pos + self.block]
-            pos += chunk.shape[0]
+        for chunk in self._file_chunks(reader):
+            if self._stop.is_set():
+                return
             due = t0 + (sent + chunk.shape[0]) / self.rate / speed
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
@@ -285,6 +295,9 @@ class BinauralCapture(Node):
             if not self._publish_chunk(chunk, anchor + (sent * 1_000_000_000) // self.rate):
                 return
             sent += chunk.shape[0]
+        self.status = 'end of file'
+        self.get_logger().info(f"source 'file': end of {path} after {sent / self.rate:.2f} s "
+                               f"of audio")
 
     # ------------------------------------------------------------------ device source
     def _audio_callback(self, indata, frames, time_info, status) -> None:

@@ -10,14 +10,20 @@ Design:
   on the (possibly simulated) clock is involved, so bag replay works without ``/clock`` and at
   any speed. Outputs carry the acquisition time of the window's last sample, computed from the
   newest chunk's stamp (its first sample) plus the sample offset.
-* **Stream continuity**: each chunk's stamp is compared with the end of the previous one. A
-  backward step (``ros2 bag play --loop``, restarted publisher, out-of-order chunk) or a gap
-  (dropped chunks) larger than ``min(stamp_tolerance_s, half a chunk)`` flushes the window
-  (the noise floor is kept) with a throttled warning; a backward jump of the node clock does too.
-  Unstamped chunks (stamp 0) are stamped by sample count.
+* **The stream** is checked and ordered by :class:`sbm_ros.core.stream.StreamGate` (no ROS):
+  chunks longer than ``max_chunk_s`` are refused before decoding; partial frames, non-finite
+  samples, digital silence, clipping, loud data and random data (loud AND incoherent between
+  the ears: refused) are reported; a reorder buffer of ``reorder_chunks`` puts swapped chunks
+  back in stamp order; gaps (dropped chunks), time jumps (> ``time_jump_s``: counted once),
+  backward jumps of the stamps or of the node clock flush the window (the noise floor is
+  kept). The node logs each kind of event throttled and counts it on /diagnostics.
 * **Bad input never crashes the node**: wrong format / rate / channel count (from AudioInfo),
-  compressed audio (mp3), partial frames, non-finite samples, clipping, implausibly loud data
-  (random bytes) are each logged with a clear throttled message, and the node keeps serving.
+  compressed audio (mp3) and every stream problem above are logged with a clear throttled
+  message, and the node keeps serving.
+* **Load**: ``processing_s`` (chunk arrival -> publish, steady clock) and ``latency_s``
+  (stamp -> publish) of the last estimate; when the node is busy nearly all the time or chunks
+  are handled later and later (:class:`sbm_ros.core.stream.LoadMonitor`), /diagnostics turns
+  WARN with "cannot keep up" and a warning is logged. BLAS runs on ``blas_threads`` threads.
 * **Model**: ``model_path`` may be empty, missing or corrupt at start (warning, nothing is
   published). Setting it at runtime loads the new model inside the parameter callback: a file
   that cannot be used (ModelError text) or whose source count differs from ``n_sources`` is
@@ -34,23 +40,23 @@ Design:
   rest keeps being published. The camera is assumed at the head origin, axes aligned (REP 103).
 * **Diagnostics** on ``/diagnostics`` from a steady-clock timer (so they also flow while a
   simulated clock is stopped): model, audio format, window fill, active fraction, latency,
-  dropped chunks, flushes, rejected chunks, silent windows. The same timer warns when a
-  subscribed topic has publishers but nothing arrived (QoS mismatch).
+  processing time, load, flushes, rejected chunks, silent windows and the stream counters. The
+  same timer warns when a subscribed topic has publishers but nothing arrived (QoS mismatch).
 """
 
 from __future__ import annotations
 
-import math
+import collections
 import os
 import time
 from typing import Optional
-
-import numpy as np
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
+
+from sbm_ros.core.stream import LoadMonitor
 
 from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters,
                      describe_qos, fraction, latched_qos, non_negative, ns_to_stamp,
@@ -106,6 +112,15 @@ PARAMS = [
           positive, read_only=True),
     Param('stamp_tolerance_s', 0.03, 'A chunk stamp off the end of the previous chunk by more '
           'than min(this, half a chunk) flushes the window (gap or backward jump).', positive),
+    Param('time_jump_s', 1.0, 'A gap in the stamps longer than this is counted as one time jump '
+          '(time_jumps), not as dropped chunks.', positive),
+    Param('reorder_chunks', 1, 'Chunks held to put out-of-order chunks back in stamp order '
+          '(adds as many chunks of latency); 0 = none.', non_negative),
+    Param('reorder_window_s', 0.5, 'Most audio held for reordering (s); a chunk older than the '
+          'audio already processed by at most this is dropped as late (late_chunks), older '
+          'still is a backward jump.', positive),
+    Param('max_chunk_s', 5.0, 'Chunks holding more audio than this (s) are refused before '
+          'decoding (oversized_chunks).', positive),
     Param('head_frame_id', '', "frame_id of sound_directions / sound_markers; '' = the audio "
           "chunks' frame_id (else 'head')."),
     Param('camera_frame_id', '', "frame_id of sound_sources / sound_image_markers; '' = the "
@@ -120,6 +135,12 @@ PARAMS = [
           'clipped (localisation goes on).', fraction),
     Param('loud_warn_dbfs', -8.0, 'Warn when a chunk is louder than this RMS level (dBFS): '
           'usually random data or a wrong sample format.'),
+    Param('min_coherence', 0.3, 'A chunk louder than loud_warn_dbfs whose ears are less '
+          'coherent than this (max normalised cross-correlation within 1 ms lag) is refused as '
+          'random data (random_chunks); 0 = only warn.', fraction),
+    Param('blas_threads', 1, 'Threads of the BLAS library (OpenBLAS) in this process; 0 = its '
+          'default (all cores, which spin for no gain on these small matrices; read at start).',
+          non_negative, read_only=True),
     Param('diagnostics_period_s', 1.0, 'Period of /diagnostics and of the QoS checks (steady '
           'clock, s; read at start).', positive, read_only=True),
     Param('log_throttle_s', 5.0, 'Minimum interval between two log messages of the same kind '
@@ -131,6 +152,14 @@ _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
 _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
             'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold')
+#: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
+_STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
+           'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
+#: stream counters always shown on /diagnostics
+_STREAM_COUNTS = ('dropped_chunks', 'gaps', 'time_jumps', 'backward_jumps', 'clock_jumps',
+                  'reordered_chunks', 'late_chunks', 'oversized_chunks', 'random_chunks',
+                  'loud_chunks', 'clipped_chunks', 'nonfinite_chunks', 'partial_frames',
+                  'empty_chunks', 'zero_chunks', 'unstamped_chunks')
 
 
 class SbmLocalizerNode(Node):
@@ -152,20 +181,23 @@ class SbmLocalizerNode(Node):
         self.model_camera = None
         self.loc = None
         self._dirty = True
-        self.stats = {k: 0 for k in ('chunks', 'rejected', 'dropped_chunks', 'flushes',
-                                     'estimates', 'silent_windows', 'clipped_chunks',
-                                     'nonfinite_chunks', 'partial_frames', 'zero_chunks')}
+        self.stats = {k: 0 for k in ('chunks', 'rejected', 'flushes', 'estimates',
+                                     'silent_windows')}
+        self.stream_counts = collections.Counter()      # updated by the StreamGate
+        self.gate = None
+        self._gate_dirty = False
+        self.load = LoadMonitor()
         self.info = None                # (rate, channels, fmt, coding) from AudioInfo
         self.format_problem = None
         self.camera_info_cam = None
         self.camera_info_frame = ''
         self._reset_stream_state()
         self.last_window = {'fill': 0.0, 'active_fraction': 0.0, 'latency_s': float('nan'),
-                            'stamp_ns': 0, 'silent': True}
+                            'processing_s': float('nan'), 'stamp_ns': 0, 'silent': True}
         self._last_estimate_mono = None
-        self._last_clock_ns = None
 
         self.p = declare_parameters(self, PARAMS)
+        self._limit_blas_threads(int(self.p['blas_threads']))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         out_qos = stream_qos('reliable', 10)
@@ -195,6 +227,12 @@ class SbmLocalizerNode(Node):
             f'{self.pub_markers.topic_name}, {self.pub_img_markers.topic_name} '
             f'[{describe_qos(out_qos)}]')
 
+        self._load_initial_models()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.p['diagnostics_period_s'], self._on_diagnostics_timer,
+                          clock=steady)
+
+    def _load_initial_models(self) -> None:
         path = self.p['model_path']
         if not path:
             self.get_logger().warning(
@@ -209,10 +247,6 @@ class SbmLocalizerNode(Node):
                 self._apply_model(path, model)
         self._load_model_two(self.p['model_path_two'], self.p['n_sources'])
 
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(self.p['diagnostics_period_s'], self._on_diagnostics_timer,
-                          clock=steady)
-
     # ================================================================== helpers
     def _throttled(self, level: str, key: str, msg: str, period: Optional[float] = None) -> None:
         """Log ``msg`` at most once per ``period`` s (default: parameter ``log_throttle_s``)
@@ -224,19 +258,37 @@ class SbmLocalizerNode(Node):
     def _param(self, name):
         return self.get_parameter(name).value
 
+    def _limit_blas_threads(self, n: int) -> None:
+        """One BLAS thread by default: OpenBLAS threads only spin on the small matrices of
+        the posterior (16x the CPU for the same output, see the README)."""
+        self._blas_limits = None
+        if n <= 0:
+            return
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            self.get_logger().warning(f'threadpoolctl is not installed: cannot set blas_threads='
+                                      f'{n} (pip install threadpoolctl, or start the node with '
+                                      f'OPENBLAS_NUM_THREADS={n})')
+            return
+        self._blas_limits = threadpool_limits(limits=n, user_api='blas')
+
     def _reset_stream_state(self) -> None:
-        self.expected_ns = None         # stamp expected for the next chunk
         self.chunk_anchor = None        # (stamp_ns of the newest chunk, its first sample index)
         self.samples_pushed = 0         # since the last flush
         self.since_estimate = 0
-        self.last_chunk_ns = 0
 
-    def _flush(self, reason: str, key: str) -> None:
-        self.stats['flushes'] += 1
-        if self.loc is not None:
+    def _flush_window(self) -> None:
+        """Empty the window (the noise floor is kept); counted when it held audio."""
+        if self.loc is not None and self.samples_pushed:
             self.loc.reset(keep_noise_floor=True)
+            self.stats['flushes'] += 1
         self._reset_stream_state()
-        self._throttled('warn', key, f'{reason}: window flushed')
+        self.load.reset_lag()
+
+    def _stream_config(self):
+        from sbm_ros.core.stream import StreamConfig
+        return StreamConfig(**{k: self._param(k) for k in _STREAM})
 
     # ================================================================== model / parameters
     @staticmethod
@@ -327,17 +379,25 @@ class SbmLocalizerNode(Node):
             return SetParametersResult(successful=False, reason=reason)
         if any(k in new for k in _REBUILD):
             self._dirty = True
+        if any(k in new for k in _STREAM):
+            self._gate_dirty = True          # applied to the next chunk
         return SetParametersResult(successful=True)
 
     def _rebuild(self) -> None:
         """(Re)create the streaming localiser from the current model and parameters."""
         from sbm_ros.core.localizer import SBMLocalizer
+        from sbm_ros.core.stream import StreamGate
         self._dirty = False
         self.loc = None
+        self.gate = None
         self._reset_stream_state()
         if self.model is None:
             return
         self.format_problem = self._format_problem()
+        if self.format_problem is None:
+            rate, channels, fmt, _ = self._audio_format()
+            self.gate = StreamGate(rate, channels, fmt, self._stream_config(),
+                                   counts=self.stream_counts)
         ws = self._param('window_s') or None
         cs = self._param('confidence_scale') or None
         auto = self._param('n_sources') == 0 and self.model_two is not None
@@ -437,25 +497,35 @@ class SbmLocalizerNode(Node):
         self._throttled(level, key, msg)
 
     def _on_audio(self, msg) -> None:
+        arrival_ns = time.monotonic_ns()
         self._mark_rx('audio')
         self.stats['chunks'] += 1
+        dropped = self.stream_counts['dropped_chunks']
+        audio_s = 0.0
         try:
-            self._process_chunk(msg)
+            audio_s = self._process_chunk(msg, arrival_ns)
         except Exception as exc:  # noqa: BLE001 - a bad chunk must never kill the node
             self.stats['rejected'] += 1
             self._throttled('error', 'unexpected', f'chunk dropped after an unexpected error: '
-                            f'{type(exc).__name__}: {exc}')
-            self._flush('after the error above', 'flush-error')
+                            f'{type(exc).__name__}: {exc}; window flushed')
+            self._flush_window()
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        clock_ns = self.get_clock().now().nanoseconds
+        done_ns = time.monotonic_ns()
+        self.load.record(done_ns / 1e9, (done_ns - arrival_ns) / 1e9, audio_s,
+                         (clock_ns - stamp_ns) / 1e9 if stamp_ns and clock_ns else None,
+                         lost=self.stream_counts['dropped_chunks'] - dropped)
 
-    def _process_chunk(self, msg) -> None:
+    def _ready(self) -> bool:
+        """A model, a localiser and a usable audio format (else the chunk is refused)."""
         if self.model is None:
             self._reject('nomodel', 'audio arriving but no usable model is loaded: set '
                          'model_path (publishing nothing)', level='warn')
-            return
+            return False
         if self._dirty:
             self._rebuild()
             if self.loc is None:
-                return
+                return False
         if self.format_problem is None and self.info is None and not getattr(
                 self, '_warned_noinfo', False):
             self._warned_noinfo = True
@@ -464,99 +534,52 @@ class SbmLocalizerNode(Node):
                                       f' assuming {rate} Hz, {ch} ch, {fmt} (parameters)')
         if self.format_problem:
             self._reject('format', f'rejecting audio: {self.format_problem}', level='error')
-            return
-        from sbm_ros.core.audio_io import bytes_per_sample, pcm_bytes_to_float
-        rate, channels, fmt, _ = self._audio_format()
-        data = msg.audio.data
-        frame = channels * bytes_per_sample(fmt)
-        rem = len(data) % frame
-        if rem:
-            self.stats['partial_frames'] += 1
-            self._throttled('warn', 'partial', f'audio chunk of {len(data)} bytes is not a whole '
-                            f'number of {frame}-byte frames ({channels} ch {fmt}): dropped the '
-                            f'trailing {rem} byte(s)')
-        x = pcm_bytes_to_float(data, channels, fmt, strict=False)
-        n = x.shape[0]
-        if n == 0:
-            self._reject('empty', f'empty audio chunk ({len(data)} bytes) ignored')
-            return
-        if not np.all(np.isfinite(x)):
-            self.stats['nonfinite_chunks'] += 1
-            self._reject('nonfinite', f'audio chunk with {int(np.sum(~np.isfinite(x)))} '
-                         f'non-finite sample(s) (NaN/inf) dropped')
-            self._flush('after a non-finite chunk', 'flush-nonfinite')
-            return
+            return False
+        return self.gate is not None
 
-        if not np.any(x):
-            # Digital silence (muted input) carries nothing: it is neither localised nor fed
-            # to the noise-floor tracker (a floor of exact zeros would make any later noise
-            # "active"); the stream restarts cleanly with the next non-zero chunk.
-            self.stats['zero_chunks'] += 1
-            self._throttled('info', 'zeros', 'digital silence (all-zero audio chunks): muted '
-                            'input? publishing nothing', period=30.0)
-            if self.loc is not None and self.samples_pushed:
-                self.loc.reset(keep_noise_floor=True)
-            self._reset_stream_state()
-            self.last_window.update(fill=0.0, active_fraction=0.0, silent=True)
-            self.stats['silent_windows'] += 1
-            return
-
-        # ---- stream continuity
-        stamp = stamp_to_ns(msg.header.stamp)
-        dur_ns = n * 1_000_000_000 // rate
-        if stamp == 0:
-            self._throttled('warn', 'nostamp', 'audio chunk without stamp (0): stamping it by '
-                            'sample count', period=30.0)
-            stamp = self.expected_ns if self.expected_ns is not None else \
-                self.get_clock().now().nanoseconds
-        now_ns = self.get_clock().now().nanoseconds
-        tol_ns = int(self._param('stamp_tolerance_s') * 1e9)
-        if self._last_clock_ns is not None and now_ns < self._last_clock_ns - tol_ns:
-            self._flush(f'ROS time jumped backwards by {(self._last_clock_ns - now_ns) / 1e9:.3f}'
-                        f' s (bag loop?)', 'clockjump')
-        self._last_clock_ns = now_ns
-        if self.expected_ns is not None:
-            err = stamp - self.expected_ns
-            tol = min(tol_ns, self.last_chunk_ns // 2) if self.last_chunk_ns else tol_ns
-            if err < -tol:
-                self._flush(f'audio stamps went backwards by {-err / 1e9:.3f} s (bag loop, '
-                            f'restarted publisher or out-of-order chunk)', 'backwards')
-            elif err > tol:
-                missing = max(1, int(round(err / max(self.last_chunk_ns, 1))))
-                self.stats['dropped_chunks'] += missing
-                self._flush(f'gap of {err / 1e9:.3f} s in the audio stamps (~{missing} chunk(s) '
-                            f'missing)', 'gap')
-
-        # ---- level checks (warn, still localise)
-        ax = np.abs(x)
-        clipped = float(np.mean(ax >= self._param('clip_level')))
-        if clipped > self._param('clip_warn_fraction'):
-            self.stats['clipped_chunks'] += 1
-            self._throttled('warn', 'clip', f'audio clipped: {100 * clipped:.1f}% of the samples '
-                            f'of a chunk at full scale (lower the input gain); still localising')
-        rms = float(np.sqrt(np.mean(x * x)))
-        if rms > 0 and 20 * math.log10(rms) > self._param('loud_warn_dbfs'):
-            self._throttled('warn', 'loud', f'audio level implausibly high (RMS '
-                            f'{20 * math.log10(rms):.1f} dBFS): random data, or a wrong '
-                            f'sample_format/endianness (using {fmt})?')
-
-        # ---- push and maybe estimate
-        self.chunk_anchor = (stamp, self.samples_pushed)
-        self.loc.push_audio(x)
-        self.samples_pushed += n
-        self.since_estimate += n
-        self.expected_ns = stamp + dur_ns
-        self.last_chunk_ns = dur_ns
+    def _process_chunk(self, msg, arrival_ns: int) -> float:
+        """Checks and orders the chunk (core.stream), localises what is released; returns the
+        seconds of audio handled."""
+        if not self._ready():
+            return 0.0
+        if self._gate_dirty:
+            self._gate_dirty = False
+            self.gate.config = self._stream_config()
         if msg.header.frame_id:
             self._audio_frame = msg.header.frame_id
-        hop = max(1, int(round(rate / self._param('estimate_rate'))))
-        if self.since_estimate >= hop:
-            self.since_estimate = 0
-            self._estimate(rate, now_ns)
+        return self._handle(self.gate.push(msg.audio.data, stamp_to_ns(msg.header.stamp),
+                                           arrival_ns, self.get_clock().now().nanoseconds))
 
-    def _estimate(self, rate: int, now_ns: int) -> None:
-        from std_msgs.msg import Header
-        from . import ros_convert as rc
+    def _handle(self, result) -> float:
+        """Log and count the gate's events, feed the released segments to the localiser."""
+        for ev in result.events:
+            if ev.rejected:
+                self.stats['rejected'] += 1
+            quiet = ev.kind in ('zero_chunks', 'unstamped_chunks')
+            self._throttled(ev.level, ev.kind, ev.message, period=30.0 if quiet else None)
+        audio_ns = 0
+        for seg in result.segments:
+            audio_ns += seg.duration_ns
+            if seg.flush:
+                self._flush_window()
+            if seg.samples is None:
+                if seg.refused == 'zero_chunks':      # muted input: a silent window
+                    self.last_window.update(fill=0.0, active_fraction=0.0, silent=True)
+                    self.stats['silent_windows'] += 1
+                continue
+            self.chunk_anchor = (seg.stamp_ns, self.samples_pushed)
+            self.loc.push_audio(seg.samples)
+            self.samples_pushed += seg.n
+            self.since_estimate += seg.n
+            rate = self.gate.rate
+            if self.since_estimate >= max(1, int(round(rate / self._param('estimate_rate')))):
+                self.since_estimate = 0
+                self._estimate(rate, seg.arrival_ns)
+        return audio_ns / 1e9
+
+    def _estimate(self, rate: int, arrival_ns: int) -> None:
+        """Estimate from the window and publish; ``arrival_ns`` (steady clock) is when the
+        newest chunk in the window arrived."""
         loc = self.loc
         est = loc.estimate()
         w = loc.window
@@ -570,7 +593,16 @@ class SbmLocalizerNode(Node):
         stamp0, first = self.chunk_anchor
         end_ns = stamp0 + (est.end_sample - 1 - first) * 1_000_000_000 // rate
         self.last_window['stamp_ns'] = end_ns
+        self._publish(est, end_ns)
+        now_ns = self.get_clock().now().nanoseconds
         self.last_window['latency_s'] = (now_ns - end_ns) / 1e9 if now_ns > 0 else float('nan')
+        self.last_window['processing_s'] = (time.monotonic_ns() - arrival_ns) / 1e9
+        self.stats['estimates'] += 1
+        self._last_estimate_mono = time.monotonic()
+
+    def _publish(self, est, end_ns: int) -> None:
+        from std_msgs.msg import Header
+        from . import ros_convert as rc
         model = self.model
         cam = self._camera()
         outs = rc.resolve_sources(est.sources, model.target_space, model.dims_per_source, cam)
@@ -602,8 +634,6 @@ class SbmLocalizerNode(Node):
                             f' (use_model_camera={self._param("use_model_camera")}): '
                             f'sound_directions and sound_markers cannot be produced (publishing '
                             f'sound_sources and sound_image_markers only)', period=15.0)
-        self.stats['estimates'] += 1
-        self._last_estimate_mono = time.monotonic()
 
     # ================================================================== diagnostics
     def _check_silent_topics(self) -> None:
@@ -652,6 +682,14 @@ class SbmLocalizerNode(Node):
         audio_watch = self._watch[self.sub_audio.topic_name]
         now = time.monotonic()
         audio_recent = audio_watch['last'] is not None and now - audio_watch['last'] < 2.0
+        if (self.gate is not None and self.gate.held and audio_watch['last'] is not None
+                and now - audio_watch['last'] > 0.2):
+            self._handle(self.gate.drain())     # the stream paused: release the held chunks
+        load = self.load.status(now)
+        if load.behind:
+            self._throttled('warn', 'behind', f"{load.message}: the audio queue (audio_depth="
+                            f"{self._param('audio_depth')}) drops chunks and the window is "
+                            f"flushed at each gap")
         est_recent = (self._last_estimate_mono is not None
                       and now - self._last_estimate_mono < 2.0)
         lw = self.last_window
@@ -672,6 +710,8 @@ class SbmLocalizerNode(Node):
                          f"{100 * lw['fill']:.0f}% filled)")
         else:
             s.level, s.message = DiagnosticStatus.OK, 'localising'
+        if load.behind and s.level == DiagnosticStatus.OK:
+            s.level, s.message = DiagnosticStatus.WARN, f'{s.message}; {load.message}'
         rate, ch, fmt, coding = self._audio_format()
         vals = {
             'model_path': self.model_path_loaded or '(none)',
@@ -687,11 +727,20 @@ class SbmLocalizerNode(Node):
             'active_fraction': f"{lw['active_fraction']:.4f}",
             'silent': str(lw['silent']),
             'latency_s': f"{lw['latency_s']:.4f}",
+            'processing_s': f"{lw['processing_s']:.4f}",
+            'busy_fraction': f'{load.busy_fraction:.3f}',
+            'processing_per_audio_s': f'{load.cost:.4f}',
+            'input_speed': f'{load.input_speed:.2f}',
+            'lag_growth_s': f'{load.lag_growth_s:.3f}',
+            'keeping_up': str(not load.behind),
+            'lost_chunks_recent': str(load.lost),
+            'held_chunks': str(self.gate.held if self.gate is not None else 0),
             'last_estimate_stamp': f"{lw['stamp_ns'] / 1e9:.6f}",
             'camera': ('camera_info' if self.camera_info_cam is not None else
                        'model' if self._camera() is not None else 'none'),
         }
         vals.update({k: str(v) for k, v in self.stats.items()})
+        vals.update({k: str(self.stream_counts[k]) for k in _STREAM_COUNTS})
         s.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()

@@ -129,6 +129,39 @@ class Feeder:
         self.seed += 1
         return self.send(talker(seconds, self.seed), **kw)
 
+    def swapped(self, x, chunk=1600, speed=4.0):
+        """Publish ``x`` with every pair of chunks swapped (1, 0, 3, 2, ...)."""
+        assert self.ros.wait_for_subscribers(self.pub_audio)
+        t0 = self.t_ns
+        parts = [(self.t_ns + i * 1_000_000_000 // RATE, x[i:i + chunk])
+                 for i in range(0, x.shape[0] - chunk + 1, chunk)]
+        for k in range(0, len(parts) - 1, 2):
+            for stamp, part in (parts[k + 1], parts[k]):
+                self.raw(float_to_pcm_bytes(part), stamp)
+                self.ros.spin_for(part.shape[0] / RATE / speed)
+        self.t_ns = parts[-1][0] + chunk * 1_000_000_000 // RATE
+        return t0, self.t_ns
+
+
+def diag_values(diags):
+    """Key/values of the newest localiser status."""
+    return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+
+
+def fresh_diag(ros, diags, n=2, timeout=6.0):
+    """Values of a status published at least one period after now (everything sent before
+    has been handled by then)."""
+    mark = len(diags)
+    ros.spin_until(lambda: len(diags) >= mark + n, timeout)
+    assert len(diags) >= mark + n, 'no diagnostics'
+    return diag_values(diags)
+
+
+def wait_diag(ros, diags, check, timeout=6.0):
+    """Spin until the newest diagnostics satisfy ``check(values)``; returns the values."""
+    ros.spin_until(lambda: bool(diags) and check(diag_values(diags)), timeout)
+    return diag_values(diags)
+
 
 def directions_in(msgs, t0, t1):
     out = []
@@ -244,9 +277,11 @@ def test_good_audio_gives_correct_outputs(loc, ros):
     assert out['dirs'][-1].header.frame_id == 'head'
     assert any(len(m.markers) == 2 for m in out['markers'])
     assert any(m.type == ImageMarker.CIRCLE and m.scale >= 5.0 for m in out['img'])
-    ros.spin_until(lambda: any(s.values and s.message == 'localising'
+    ros.spin_until(lambda: any(s.values and s.message.startswith('localising')
                                for a in out['diag'] for s in a.status), 3.0)
-    assert any(s.message == 'localising' for a in out['diag'] for s in a.status)
+    assert any(s.message.startswith('localising') for a in out['diag'] for s in a.status)
+    vals = diag_values(out['diag'])
+    assert float(vals['processing_s']) >= 0 and 'latency_s' in vals and 'keeping_up' in vals
     assert 'subscribed /audio/audio_stamped [reliable/volatile/depth=100]' in node.text()
 
 
@@ -267,7 +302,12 @@ BAD_CASES = {
     'odd_bytes': (lambda f, r: f.raw(b'\x01' * 3203),
                   r'3203 bytes is not a whole number of 4-byte frames'),
     'random_bytes': (lambda f, r: f.raw(np.random.default_rng(3).bytes(6400)),
-                     r'audio level implausibly high'),
+                     r'audio level implausibly high .* incoherent ears .* chunk refused'),
+    'huge_chunk': (lambda f, r: f.raw(bytes(10 * 2**20)),
+                   r'audio chunk of 10485760 bytes \(163\.8 s\) refused: longer than '
+                   r'max_chunk_s=5 s'),
+    'time_jump': (lambda f, r: (f.good(0.5), setattr(f, 't_ns', f.t_ns + 10**15), f.good(0.5)),
+                  r'audio stamps jumped 1000000\.\d+ s ahead'),
     'nan_f32': (lambda f, r: (f.info(fmt='F32LE'),
                               f.raw(np.full((800, 2), np.nan, '<f4').tobytes())),
                 r'non-finite sample\(s\) \(NaN/inf\) dropped'),
@@ -279,7 +319,7 @@ BAD_CASES = {
     'out_of_order': (lambda f, r: (f.raw(float_to_pcm_bytes(talker(0.1, 9)),
                                          f.t_ns + 100_000_000),
                                    f.raw(float_to_pcm_bytes(talker(0.1, 9)))),
-                     r'audio stamps went backwards by 0\.\d+ s'),
+                     r'put back in order by the reorder buffer'),
     'unstamped': (lambda f, r: f.raw(float_to_pcm_bytes(talker(0.1, 9)), stamp_ns=0),
                   r'audio chunk without stamp'),
 }
@@ -297,6 +337,59 @@ def test_bad_input_is_reported_and_node_keeps_serving(loc, ros, case):
     feeder.t_ns += 10**9
     span = feeder.good(1.5)
     assert_direction(ros, out['dirs'], span)
+
+
+def test_swapped_chunks_are_reordered_and_keep_localising(loc, ros):
+    node, feeder, out = loc
+    feeder.t_ns += 10**9
+    feeder.good(0.5)
+    before = fresh_diag(ros, out['diag'])
+    span = feeder.swapped(talker(2.0, 21))
+    after = wait_diag(ros, out['diag'], lambda v: int(v['reordered_chunks']) >=
+                      int(before['reordered_chunks']) + 10)
+    assert int(after['reordered_chunks']) >= int(before['reordered_chunks']) + 10
+    assert int(after['flushes']) - int(before['flushes']) <= 1        # the gap before it only
+    assert int(after['late_chunks']) == int(before['late_chunks'])
+    d = assert_direction(ros, out['dirs'], span)
+    assert len(d) >= 8                    # one estimate per 0.1 s once the window is half full
+
+
+def test_time_jump_is_counted_once_not_as_dropped_chunks(loc, ros):
+    node, feeder, out = loc
+    feeder.t_ns += 10**9
+    feeder.good(0.5)
+    before = fresh_diag(ros, out['diag'])
+    feeder.t_ns += 10**15                                 # 10^6 s ahead
+    span = feeder.good(1.5)
+    after = wait_diag(ros, out['diag'], lambda v: int(v['time_jumps']) > int(
+        before['time_jumps']))
+    assert int(after['time_jumps']) == int(before['time_jumps']) + 1
+    assert int(after['dropped_chunks']) == int(before['dropped_chunks'])
+    assert_direction(ros, out['dirs'], span)
+
+
+def _rss_mb(pid):
+    with open(f'/proc/{pid}/status') as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith('VmRSS')) / 1024
+
+
+def test_huge_chunks_are_refused_and_memory_stays_flat(loc, ros):
+    node, feeder, out = loc
+    feeder.t_ns += 10**9
+    feeder.good(0.5)
+    before = fresh_diag(ros, out['diag'])
+    rss0 = _rss_mb(node.proc.pid)
+    for _ in range(3):                    # 10 MiB each: 164 s of audio
+        feeder.raw(bytes(10 * 2**20))
+        feeder.t_ns += 10 * 2**20 // 4 * 1_000_000_000 // RATE
+        ros.spin_for(0.2)
+    after = wait_diag(ros, out['diag'], lambda v: int(v['oversized_chunks']) >= int(
+        before['oversized_chunks']) + 3)
+    assert int(after['oversized_chunks']) == int(before['oversized_chunks']) + 3
+    print(f'localiser RSS {rss0:.0f} MB -> {_rss_mb(node.proc.pid):.0f} MB')
+    # before the cap: +500 MB while processing, +90 MB kept; the messages alone are 30 MiB
+    assert _rss_mb(node.proc.pid) - rss0 < 80, (rss0, _rss_mb(node.proc.pid))
+    assert_direction(ros, out['dirs'], feeder.good(1.5))
 
 
 def test_silence_publishes_nothing_and_diagnostics_say_so(loc, ros):
