@@ -26,10 +26,10 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
-    install_requires=['setuptools', 'numpy', 'scipy', 'threadpoolctl'],
+    install_requires=['setuptools', 'numpy', 'scipy'],
     extras_require={
         'test': ['pytest'],
-        'audio': ['sounddevice', 'soundfile'],
+        'audio': ['sounddevice', 'soundfile', 'threadpoolctl'],
         'sim': ['slab', 'matplotlib', 'opencv-python-headless', 'pyyaml', 'rosbags'],
     },
     zip_safe=False,
