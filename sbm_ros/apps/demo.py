@@ -276,8 +276,8 @@ def _extra(items) -> Dict:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from sbm_ros.sim.scenario import (ScenarioError, build_timeline, default_scenario_path,
-                                      load_scenario)
+    from sbm_ros.sim.scenario import ScenarioError, default_scenario_path, load_scenario
+    from sbm_ros.sim.timeline import build_timeline
     try:
         gx, gy = (int(v) for v in args.grid.lower().split("x"))
     except ValueError:
@@ -464,7 +464,8 @@ def main(argv=None) -> int:
         for k, n in enumerate(notes):
             meta[f"note {k + 1}"] = n
         try:
-            from sbm_ros.sim.scenario import SceneRenderer, haar_faces
+            from sbm_ros.sim.faces import haar_faces
+            from sbm_ros.sim.scene_view import SceneRenderer
             img, states = SceneRenderer(tl).image_at(tl.utterances[0].start_s + 0.5)
             found = haar_faces(img)
             meta["OpenCV Haar cascade on a drawn frame"] = (
