@@ -242,6 +242,127 @@ def _count_text(lang: str, first: int, last: int) -> str:
     return ", ".join(words[first - 1:last])
 
 
+def _check_keys(d: Dict, known, where: str) -> None:
+    unknown = set(d) - set(known)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}")
+
+
+def _parse_camera(data: Dict):
+    """(camera name, :class:`VirtualCamera`) of the scenario's ``camera`` entry."""
+    cam_name = str(data.get("camera", "narrow"))
+    if cam_name == "narrow":
+        camera = VirtualCamera.narrow(frame_id="camera_optical")
+    elif cam_name == "wide":
+        camera = VirtualCamera.wide(frame_id="camera_optical")
+    else:
+        raise ScenarioError(f"camera must be 'narrow' or 'wide', got {cam_name!r}")
+    return cam_name, camera
+
+
+def _parse_room(data: Dict) -> Dict:
+    room = dict(data.get("room") or {})
+    allowed_room = {"t60", "distance", "dims", "head_pos", "drr_db", "seed", "anechoic",
+                    "tail_model"}
+    if set(room) - allowed_room:
+        raise ScenarioError(f"room: unknown key(s) {sorted(set(room) - allowed_room)} "
+                            f"(known: {sorted(allowed_room)})")
+    return room
+
+
+def _parse_person(pr, i: int, names: set, camera) -> Person:
+    where = f"people[{i}]"
+    if not isinstance(pr, dict) or not pr.get("name"):
+        raise ScenarioError(f"{where}: needs a 'name'")
+    name = str(pr["name"])
+    where = f"people[{i}] ({name})"
+    if name in names:
+        raise ScenarioError(f"{where}: duplicate name")
+    names.add(name)
+    _check_keys(pr, {"name", "language", "voice", "direction", "pixel", "look", "speed",
+                     "pitch", "level_db"}, where)
+    lang = str(pr.get("language", "en"))
+    if lang not in COUNT_WORDS:
+        raise ScenarioError(f"{where}: language {lang!r} is not one of "
+                            f"{sorted(COUNT_WORDS)}")
+    return Person(
+        name=name, language=lang, voice=str(pr.get("voice") or lang),
+        direction=_position(pr, where, camera), look=_look(pr.get("look"), i, where),
+        speed=None if pr.get("speed") is None else int(pr["speed"]),
+        pitch=None if pr.get("pitch") is None else int(pr["pitch"]),
+        level_db=_num(pr, "level_db", where, 0.0), index=i)
+
+
+def _parse_people(people_raw, camera) -> List[Person]:
+    if not isinstance(people_raw, list) or not people_raw:
+        raise ScenarioError("'people' must be a non-empty list")
+    names: set = set()
+    return [_parse_person(pr, i, names, camera) for i, pr in enumerate(people_raw)]
+
+
+def _utterance_text(ur: Dict, where: str, language: str):
+    """(text, count or None) of an utterance entry: its ``text`` or its ``count`` in words."""
+    if ("text" in ur) == ("count" in ur):
+        raise ScenarioError(f"{where}: give exactly one of 'text' or 'count: [first, last]'")
+    if "count" in ur:
+        a, b = _pair(ur["count"], where, "count")
+        if not (a == int(a) and b == int(b) and 1 <= a <= b <= 20):
+            raise ScenarioError(f"{where}: count must be [first, last] with 1 <= first <= "
+                                f"last <= 20, got {ur['count']!r}")
+        count = (int(a), int(b))
+        return _count_text(language, *count), count
+    text = str(ur["text"]).strip()
+    if not text:
+        raise ScenarioError(f"{where}: empty text")
+    return text, None
+
+
+def _parse_utterance(ur, i: int, by_name: Dict[str, Person]) -> Utterance:
+    where = f"utterances[{i}]"
+    if not isinstance(ur, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    _check_keys(ur, {"who", "text", "count", "start", "after"}, where)
+    who = ur.get("who")
+    if who not in by_name:
+        raise ScenarioError(f"{where}: 'who' {who!r} is not one of the people "
+                            f"{sorted(by_name)}")
+    if ("start" in ur) == ("after" in ur):
+        raise ScenarioError(f"{where}: give exactly one of 'start' (absolute s) or 'after' "
+                            f"(s after the previous utterance's end)")
+    if i == 0 and "after" in ur:
+        raise ScenarioError(f"{where}: the first utterance needs 'start'")
+    start = _num(ur, "start", where, nonneg=True) if "start" in ur else None
+    after = _num(ur, "after", where) if "after" in ur else None
+    text, count = _utterance_text(ur, where, by_name[who].language)
+    return Utterance(index=i, who=who, text=text, start_s=start, after_s=after, count=count)
+
+
+def _parse_utterances(utt_raw, by_name: Dict[str, Person]) -> List[Utterance]:
+    if not isinstance(utt_raw, list):
+        raise ScenarioError("'utterances' must be a list")
+    return [_parse_utterance(ur, i, by_name) for i, ur in enumerate(utt_raw)]
+
+
+def _parse_move(mr, i: int, by_name: Dict[str, Person], n_utterances: int, camera) -> Move:
+    where = f"moves[{i}]"
+    if not isinstance(mr, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    _check_keys(mr, {"who", "start", "after_utterance", "duration", "direction", "pixel"}, where)
+    if mr.get("who") not in by_name:
+        raise ScenarioError(f"{where}: 'who' {mr.get('who')!r} is not one of the people")
+    if ("start" in mr) == ("after_utterance" in mr):
+        raise ScenarioError(f"{where}: give exactly one of 'start' (s) or 'after_utterance'"
+                            f" (index: the move starts 0.2 s after that utterance ends)")
+    au = mr.get("after_utterance")
+    if au is not None and not (isinstance(au, int) and 0 <= au < n_utterances):
+        raise ScenarioError(f"{where}: after_utterance must be an utterance index in "
+                            f"0..{n_utterances - 1}")
+    return Move(who=mr["who"], start_s=_num(mr, "start", where, nonneg=True),
+                after_utterance=au,
+                duration_s=_num(mr, "duration", where, 1.0, positive=True),
+                direction=_position(mr, where, camera))
+
+
 def parse_scenario(data: Dict, source: str = "") -> Scenario:
     """Validate a scenario mapping (the YAML content); raises :class:`ScenarioError`."""
     if not isinstance(data, dict):
@@ -252,116 +373,20 @@ def parse_scenario(data: Dict, source: str = "") -> Scenario:
     if unknown:
         raise ScenarioError(f"{source or 'scenario'}: unknown key(s) {sorted(unknown)} "
                             f"(known: {sorted(known)})")
-    cam_name = str(data.get("camera", "narrow"))
-    if cam_name == "narrow":
-        camera = VirtualCamera.narrow(frame_id="camera_optical")
-    elif cam_name == "wide":
-        camera = VirtualCamera.wide(frame_id="camera_optical")
-    else:
-        raise ScenarioError(f"camera must be 'narrow' or 'wide', got {cam_name!r}")
+    cam_name, camera = _parse_camera(data)
     rate = data.get("sample_rate", 16000)
     if not isinstance(rate, int) or rate < 8000:
         raise ScenarioError(f"sample_rate must be an integer >= 8000, got {rate!r}")
-    room = dict(data.get("room") or {})
-    allowed_room = {"t60", "distance", "dims", "head_pos", "drr_db", "seed", "anechoic",
-                    "tail_model"}
-    if set(room) - allowed_room:
-        raise ScenarioError(f"room: unknown key(s) {sorted(set(room) - allowed_room)} "
-                            f"(known: {sorted(allowed_room)})")
+    room = _parse_room(data)
     snr = _num(data, "snr_db", "scenario", 30.0)
     lead = _num(data, "lead_in_s", "scenario", 1.0, nonneg=True)
     tail = _num(data, "tail_s", "scenario", 1.5, nonneg=True)
     seed = int(data.get("seed", 0))
-
-    people_raw = data.get("people")
-    if not isinstance(people_raw, list) or not people_raw:
-        raise ScenarioError("'people' must be a non-empty list")
-    people, names = [], set()
-    for i, pr in enumerate(people_raw):
-        where = f"people[{i}]"
-        if not isinstance(pr, dict) or not pr.get("name"):
-            raise ScenarioError(f"{where}: needs a 'name'")
-        name = str(pr["name"])
-        where = f"people[{i}] ({name})"
-        if name in names:
-            raise ScenarioError(f"{where}: duplicate name")
-        names.add(name)
-        unknown = set(pr) - {"name", "language", "voice", "direction", "pixel", "look",
-                             "speed", "pitch", "level_db"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}")
-        lang = str(pr.get("language", "en"))
-        if lang not in COUNT_WORDS:
-            raise ScenarioError(f"{where}: language {lang!r} is not one of "
-                                f"{sorted(COUNT_WORDS)}")
-        people.append(Person(
-            name=name, language=lang, voice=str(pr.get("voice") or lang),
-            direction=_position(pr, where, camera), look=_look(pr.get("look"), i, where),
-            speed=None if pr.get("speed") is None else int(pr["speed"]),
-            pitch=None if pr.get("pitch") is None else int(pr["pitch"]),
-            level_db=_num(pr, "level_db", where, 0.0), index=i))
-
-    utt_raw = data.get("utterances") or []
-    if not isinstance(utt_raw, list):
-        raise ScenarioError("'utterances' must be a list")
-    utts = []
+    people = _parse_people(data.get("people"), camera)
     by_name = {p.name: p for p in people}
-    for i, ur in enumerate(utt_raw):
-        where = f"utterances[{i}]"
-        if not isinstance(ur, dict):
-            raise ScenarioError(f"{where}: must be a mapping")
-        unknown = set(ur) - {"who", "text", "count", "start", "after"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}")
-        who = ur.get("who")
-        if who not in by_name:
-            raise ScenarioError(f"{where}: 'who' {who!r} is not one of the people "
-                                f"{sorted(by_name)}")
-        if ("start" in ur) == ("after" in ur):
-            raise ScenarioError(f"{where}: give exactly one of 'start' (absolute s) or 'after' "
-                                f"(s after the previous utterance's end)")
-        if i == 0 and "after" in ur:
-            raise ScenarioError(f"{where}: the first utterance needs 'start'")
-        start = _num(ur, "start", where, nonneg=True) if "start" in ur else None
-        after = _num(ur, "after", where) if "after" in ur else None
-        count = None
-        if ("text" in ur) == ("count" in ur):
-            raise ScenarioError(f"{where}: give exactly one of 'text' or 'count: [first, last]'")
-        if "count" in ur:
-            a, b = _pair(ur["count"], where, "count")
-            if not (a == int(a) and b == int(b) and 1 <= a <= b <= 20):
-                raise ScenarioError(f"{where}: count must be [first, last] with 1 <= first <= "
-                                    f"last <= 20, got {ur['count']!r}")
-            count = (int(a), int(b))
-            text = _count_text(by_name[who].language, *count)
-        else:
-            text = str(ur["text"]).strip()
-            if not text:
-                raise ScenarioError(f"{where}: empty text")
-        utts.append(Utterance(index=i, who=who, text=text, start_s=start, after_s=after,
-                              count=count))
-
-    moves = []
-    for i, mr in enumerate(data.get("moves") or []):
-        where = f"moves[{i}]"
-        if not isinstance(mr, dict):
-            raise ScenarioError(f"{where}: must be a mapping")
-        unknown = set(mr) - {"who", "start", "after_utterance", "duration", "direction", "pixel"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}")
-        if mr.get("who") not in by_name:
-            raise ScenarioError(f"{where}: 'who' {mr.get('who')!r} is not one of the people")
-        if ("start" in mr) == ("after_utterance" in mr):
-            raise ScenarioError(f"{where}: give exactly one of 'start' (s) or 'after_utterance'"
-                                f" (index: the move starts 0.2 s after that utterance ends)")
-        au = mr.get("after_utterance")
-        if au is not None and not (isinstance(au, int) and 0 <= au < len(utts)):
-            raise ScenarioError(f"{where}: after_utterance must be an utterance index in "
-                                f"0..{len(utts) - 1}")
-        moves.append(Move(who=mr["who"], start_s=_num(mr, "start", where, nonneg=True),
-                          after_utterance=au,
-                          duration_s=_num(mr, "duration", where, 1.0, positive=True),
-                          direction=_position(mr, where, camera)))
+    utts = _parse_utterances(data.get("utterances") or [], by_name)
+    moves = [_parse_move(mr, i, by_name, len(utts), camera)
+             for i, mr in enumerate(data.get("moves") or [])]
     return Scenario(name=str(data.get("name", "scenario")), camera_name=cam_name, camera=camera,
                     sample_rate=int(rate), room=room, snr_db=snr, lead_in_s=lead, tail_s=tail,
                     seed=seed, people=people, utterances=utts, moves=moves, source=source,
