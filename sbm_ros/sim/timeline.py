@@ -1,15 +1,12 @@
 """The timeline of a scenario: when each utterance sounds, where everybody is, the ground truth.
 
-:func:`build_timeline` synthesises every utterance with espeak-ng (:func:`sbm_ros.sim.speech`),
-places it in time (absolute starts or gaps after the previous one; negative gaps overlap),
-checks that nobody says two things at once or moves while speaking, computes each person's
-mouth envelope from the loudness of their speech and, unless asked not to, renders the binaural
-track: each utterance with the virtual head at its speaker's direction (KEMAR HRIRs, reverberant
-room, reverberation tail kept), summed, with microphone self-noise added to the whole track at
-``snr_db`` relative to the mean power of the clean track over the samples where somebody
-speaks. The ground truth is one :class:`UtteranceTruth` per utterance; :class:`Timeline` answers
-who talks and where everybody is at a time (:class:`PersonState`, with the face box the
-detections are drawn from).
+:func:`build_timeline` synthesises every utterance (:mod:`.scene_audio`), places it in time
+(absolute starts or gaps after the previous one; negative gaps overlap), checks that nobody says
+two things at once or moves while speaking, schedules the moves, gives each utterance its true
+direction (its speaker's at the utterance's middle), computes each person's mouth envelope and,
+unless asked not to, renders the binaural track (:func:`~.scene_audio.render_track`). The ground
+truth is one :class:`UtteranceTruth` per utterance; :class:`Timeline` answers who talks and where
+everybody is at a time (:class:`PersonState`, with the face box the detections are drawn from).
 """
 
 from __future__ import annotations
@@ -20,9 +17,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .render import add_self_noise
 from .scenario import Scenario, ScenarioError
-from .sources import speech
+from .scene_audio import mouth_envelopes, render_track, utterance_speech
 
 __all__ = ["UtteranceTruth", "PersonState", "Timeline", "build_timeline", "FACE_BOX_H",
            "FACE_BOX_W", "MOUTH_OFFSET"]
@@ -129,45 +125,28 @@ class Timeline:
                 "utterances": [u.to_dict() for u in self.utterances]}
 
 
-def _envelope(x: np.ndarray, rate: int, env_rate: float) -> np.ndarray:
-    hop = int(rate / env_rate)
-    n = x.size // hop
-    if n == 0:
-        return np.zeros(0)
-    frames = x[:n * hop].reshape(n, hop)
-    e = np.sqrt(np.mean(frames ** 2, axis=1))
-    return e
-
-
-def build_timeline(sc: Scenario, head=None, render_audio: bool = True,
-                   progress: Optional[Callable[[str], None]] = None) -> Timeline:
-    """Synthesise every utterance, place it in time and (optionally) render the binaural track.
-
-    ``head``: a :class:`~sbm_ros.sim.VirtualHead` (default ``sc.make_head()``).
-    ``render_audio=False`` only computes timings, ground truth and mouth envelopes (fast).
-    Raises :class:`ScenarioError` if a person speaks twice at once or moves while speaking.
-    """
-    say = progress or (lambda msg: None)
+def _place_utterances(sc: Scenario, say: Callable[[str], None]):
+    """(speech signals, ground truths without directions yet) of the utterances, in order."""
     rate = sc.sample_rate
-    env_rate = 100.0
     sigs, truths = [], []
     prev_end = None
     for k, u in enumerate(sc.utterances):
         p = sc.person(u.who)
-        try:
-            s = speech(u.text, voice=p.voice, rate=rate, speed=p.speed, pitch=p.pitch)
-        except RuntimeError as exc:
-            raise ScenarioError(f"utterances[{u.index}] ({u.who}): {exc}") from None
+        s = utterance_speech(sc, u)
         start = sc.lead_in_s + u.start_s if u.start_s is not None else prev_end + u.after_s
         start = max(0.0, round(start * rate) / rate)
         end = start + s.size / rate
         prev_end = end
-        sigs.append(s * 10.0 ** (p.level_db / 20.0))
+        sigs.append(s)
         truths.append(UtteranceTruth(u.index, u.who, p.language, p.voice, u.text, start, end,
                                      0.0, 0.0, 0.0, 0.0))
         say(f"utterance {k + 1}/{len(sc.utterances)}: {u.who} ({p.voice}) "
             f"'{u.text}' {start:.2f}-{end:.2f} s")
-    # same person twice at once?
+    return sigs, truths
+
+
+def _mark_overlaps(truths: List[UtteranceTruth]) -> None:
+    """Fill ``overlaps``; a person saying two things at once is a :class:`ScenarioError`."""
     for a in truths:
         for b in truths:
             if a.index < b.index and a.start_s < b.end_s and b.start_s < a.end_s:
@@ -177,7 +156,10 @@ def build_timeline(sc: Scenario, head=None, render_audio: bool = True,
                                         f" s and {b.start_s:.2f}-{b.end_s:.2f} s)")
                 a.overlaps.append(b.index)
                 b.overlaps.append(a.index)
-    # moves: absolute times, positions
+
+
+def _schedule_moves(sc: Scenario, truths: List[UtteranceTruth]) -> List[Tuple]:
+    """Moves in time order as (who, t0, t1, from, to); a move while speaking is an error."""
     moves, cur = [], {p.name: p.direction for p in sc.people}
     mv = []
     for m in sc.moves:
@@ -193,49 +175,39 @@ def build_timeline(sc: Scenario, head=None, render_audio: bool = True,
                                     f": moves happen between utterances")
         moves.append((m.who, t0, t1, cur[m.who], m.direction))
         cur[m.who] = m.direction
-    last_end = max([t.end_s for t in truths] + [t1 for _, _, t1, _, _ in moves] + [0.0])
-    duration = last_end + sc.tail_s
-    tl = Timeline(sc, truths, duration, None, {}, env_rate, moves)
-    cam = sc.camera
-    for tr in truths:
+    return moves
+
+
+def _set_true_directions(tl: Timeline) -> None:
+    """Each utterance's direction and mouth pixel: its speaker's at the utterance's middle."""
+    cam = tl.scenario.camera
+    for tr in tl.utterances:
         az, el = tl.direction_at(tr.who, 0.5 * (tr.start_s + tr.end_s))
         u, v = cam.direction_to_pixel(az, el)
         tr.azimuth_deg, tr.elevation_deg, tr.u_px, tr.v_px = float(az), float(el), float(u), \
             float(v)
-    # mouth envelopes
-    n_env = int(math.ceil(duration * env_rate)) + 1
-    for p in sc.people:
-        tl.envelopes[p.name] = np.zeros(n_env)
-    for tr, s in zip(truths, sigs):
-        e = _envelope(s, rate, env_rate)
-        ref = np.percentile(e, 90) if e.size else 1.0
-        e = np.clip(e / max(ref, 1e-12), 0.0, 1.0) ** 0.7
-        k0 = int(round(tr.start_s * env_rate))
-        seg = tl.envelopes[tr.who][k0:k0 + e.size]
-        tl.envelopes[tr.who][k0:k0 + seg.size] = np.maximum(seg, e[:seg.size])
-    for name, e in tl.envelopes.items():          # light smoothing (~30 ms)
-        tl.envelopes[name] = np.convolve(e, np.ones(3) / 3.0, mode="same")
+
+
+def build_timeline(sc: Scenario, head=None, render_audio: bool = True,
+                   progress: Optional[Callable[[str], None]] = None) -> Timeline:
+    """Synthesise every utterance, place it in time and (optionally) render the binaural track.
+
+    ``head``: a :class:`~sbm_ros.sim.VirtualHead` (default ``sc.make_head()``).
+    ``render_audio=False`` only computes timings, ground truth and mouth envelopes (fast).
+    Raises :class:`ScenarioError` if a person speaks twice at once or moves while speaking.
+    """
+    say = progress or (lambda msg: None)
+    env_rate = 100.0
+    sigs, truths = _place_utterances(sc, say)
+    _mark_overlaps(truths)
+    moves = _schedule_moves(sc, truths)
+    last_end = max([t.end_s for t in truths] + [t1 for _, _, t1, _, _ in moves] + [0.0])
+    duration = last_end + sc.tail_s
+    tl = Timeline(sc, truths, duration, None, {}, env_rate, moves)
+    _set_true_directions(tl)
+    tl.envelopes = mouth_envelopes([p.name for p in sc.people], truths, sigs, sc.sample_rate,
+                                   env_rate, duration)
     if not render_audio:
         return tl
-    head = head or sc.make_head()
-    n = int(math.ceil(duration * rate))
-    track = np.zeros((n, 2))
-    active = np.zeros(n, dtype=bool)
-    for k, (tr, s) in enumerate(zip(truths, sigs)):
-        y = head.render_clean(s, tr.azimuth_deg, tr.elevation_deg, keep_tail=True)
-        i0 = int(round(tr.start_s * rate))
-        m = min(y.shape[0], n - i0)
-        track[i0:i0 + m] += y[:m]
-        active[i0:min(n, i0 + s.size)] = True
-        say(f"rendered utterance {k + 1}/{len(truths)} at az {tr.azimuth_deg:+.1f} el "
-            f"{tr.elevation_deg:+.1f} deg")
-    if sc.snr_db is not None and active.any():
-        ref = float(np.mean(track[active] ** 2))
-        track = add_self_noise(track, sc.snr_db, np.random.default_rng([sc.seed, 99]),
-                               reference_power=ref)
-    peak = float(np.max(np.abs(track))) if track.size else 0.0
-    if peak > 0.99:
-        track *= 0.99 / peak
-        say(f"track peak {peak:.2f} > 0.99: scaled down")
-    tl.audio = track
+    tl.audio = render_track(sc, head or sc.make_head(), truths, sigs, duration, say)
     return tl
