@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,31 +274,37 @@ def _extra(items) -> Dict:
     return out
 
 
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    from sbm_ros.sim.scenario import (ScenarioError, build_timeline, default_scenario_path,
-                                      load_scenario)
-    try:
-        gx, gy = (int(v) for v in args.grid.lower().split("x"))
-    except ValueError:
-        print(f"demo: error: --grid must look like 24x18, got {args.grid!r}", file=sys.stderr)
-        return 2
-    path = args.scenario or default_scenario_path()
-    try:
-        sc = load_scenario(path)
-        tl = build_timeline(sc, render_audio=False)
-    except ScenarioError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    out = os.path.abspath(args.out)
-    logs = os.path.join(out, "logs")
+@dataclass
+class _DemoRun:
+    """What the demo settles before the nodes start, and its timings."""
+    args: argparse.Namespace
+    path: str                       # scenario file
+    sc: object                      # sbm_ros.sim.scenario.Scenario
+    tl: object                      # sbm_ros.sim.timeline.Timeline (no audio)
+    out: str
+    logs: str
+    ts: TrainSettings
+    m1: str = ""
+    m2: Optional[str] = None
+    mode: str = ""
+    notes: List[str] = field(default_factory=list)
+    loc_p: Dict = field(default_factory=dict)
+    fus_p: Dict = field(default_factory=dict)
+    t_train: float = 0.0
+    t_run: float = 0.0
+
+
+def _clear_outputs(out: str) -> None:
+    """Removes what an earlier run wrote to ``out`` (other files stay)."""
     if os.path.isdir(out):
         for name in ("overlay.mp4", "frames", "directions.png", "summary.md", "scores.json",
                      "estimates.csv", "sound_sources.jsonl", "logs", "overlay_frames"):
             p = os.path.join(out, name)
             shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (
                 os.path.exists(p) and os.remove(p))
-    os.makedirs(logs, exist_ok=True)
+
+
+def _say_plan(sc, tl, path: str) -> None:
     say(f"scenario {sc.name!r} ({path}): {tl.duration_s:.1f} s, camera {sc.camera!r}")
     for p in sc.people:
         tag = "silent" if p.name in sc.silent_people else f"{p.language} voice {p.voice}"
@@ -309,54 +315,67 @@ def main(argv=None) -> int:
     for who, a, b, f, to in tl.moves:
         say(f"  {who} moves {a:.2f}-{b:.2f} s from {f} to {to}")
 
+
+def _prepare(args) -> Optional[_DemoRun]:
+    """Checks the command line, loads the scenario (timings only), clears the output folder and
+    prints the plan; None (after an error message) for a bad grid or scenario."""
+    from sbm_ros.sim.scenario import ScenarioError, default_scenario_path, load_scenario
+    from sbm_ros.sim.timeline import build_timeline
+    try:
+        gx, gy = (int(v) for v in args.grid.lower().split("x"))
+    except ValueError:
+        print(f"demo: error: --grid must look like 24x18, got {args.grid!r}", file=sys.stderr)
+        return None
+    path = args.scenario or default_scenario_path()
+    try:
+        sc = load_scenario(path)
+        tl = build_timeline(sc, render_audio=False)
+    except ScenarioError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return None
+    out = os.path.abspath(args.out)
+    logs = os.path.join(out, "logs")
+    _clear_outputs(out)
+    os.makedirs(logs, exist_ok=True)
+    _say_plan(sc, tl, path)
     ts = TrainSettings(grid_az=gx, grid_el=gy, components=args.components,
                        two_source=not args.one_source, pairs=args.pairs,
                        components_two=args.components_two)
+    return _DemoRun(args, path, sc, tl, out, logs, ts)
+
+
+def _models_dir(args) -> str:
     if args.models_dir:
-        models_dir = os.path.abspath(os.path.expanduser(args.models_dir))
-    else:
-        from sbm_ros.sim import cache_dir
-        models_dir = str(cache_dir() / "models")
-    t_train = time.monotonic()
-    try:
-        m1, m2 = ensure_models(sc, ts, models_dir, retrain=args.retrain)
-    except Exception as exc:  # noqa: BLE001 - training failure ends the demo with a reason
-        print(f"demo: error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    t_train = time.monotonic() - t_train
+        return os.path.abspath(os.path.expanduser(args.models_dir))
+    from sbm_ros.sim import cache_dir
+    return str(cache_dir() / "models")
 
+
+def _node_params(run: _DemoRun) -> None:
+    """The localizer's parameters and mode (automatic one/two sources when it declares
+    ``model_path_two``) and av_fusion's, with the command line's extras."""
     lparams = localizer_params()
-    loc_p = {"model_path": m1}
-    auto = m2 is not None and "model_path_two" in lparams
-    notes = []
+    run.loc_p = {"model_path": run.m1}
+    auto = run.m2 is not None and "model_path_two" in lparams
     if auto:
-        loc_p["model_path_two"] = m2
-        loc_p["n_sources"] = 0
-        mode = "automatic one/two-source (model_path + model_path_two, n_sources 0)"
+        run.loc_p["model_path_two"] = run.m2
+        run.loc_p["n_sources"] = 0
+        run.mode = "automatic one/two-source (model_path + model_path_two, n_sources 0)"
     else:
-        mode = "one-source model only"
-        if m2 is not None:
-            notes.append("sbm_localizer does not declare model_path_two yet: ran with the "
-                         "one-source model only (overlapping speech is localised as one "
-                         "source)")
-            say("NOTE: " + notes[-1])
-    loc_p.update(_extra(args.localizer_param))
+        run.mode = "one-source model only"
+        if run.m2 is not None:
+            run.notes.append("sbm_localizer does not declare model_path_two yet: ran with the "
+                             "one-source model only (overlapping speech is localised as one "
+                             "source)")
+            say("NOTE: " + run.notes[-1])
+    run.loc_p.update(_extra(run.args.localizer_param))
     # images are ~1 MB: best-effort delivery of such large samples loses many over UDP
-    fus_p = {"overlay_rate": 0.0, "image_reliability": "reliable"}
-    fus_p.update(_extra(args.fusion_param))
+    run.fus_p = {"overlay_rate": 0.0, "image_reliability": "reliable"}
+    run.fus_p.update(_extra(run.args.fusion_param))
 
-    # ---- ROS: recorder in this process, nodes as subprocesses
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from .recorder import Recorder
-    env = _node_env(logs)
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node("sbm_demo_recorder", context=ctx)
-    rec = Recorder(node, out, video=not args.no_video, log=say)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
+
+def _spin_in_background(ex):
+    """(stop event, thread) spinning the executor ``ex`` until the event is set."""
     stop_spin = threading.Event()
 
     def spin():
@@ -367,71 +386,157 @@ def main(argv=None) -> int:
                 say(f"WARNING: recorder callback failed: {type(exc).__name__}: {exc}")
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
+    return stop_spin, spinner
 
-    vh_p = {"scenario": os.path.abspath(path), "rate": float(args.rate),
+
+def _wait_discovery(node) -> None:
+    """Until av_fusion and this recorder are subscribed to the localiser's estimates and
+    av_fusion's marks are visible here (a loaded machine may need seconds; the virtual head
+    then waits for its own subscribers); at most 30 s."""
+    t_disc = time.monotonic()
+    while time.monotonic() - t_disc < 30.0:
+        if (node.count_publishers("sound_sources") >= 1
+                and node.count_subscribers("sound_sources") >= 2
+                and node.count_publishers("speaking_faces") >= 1):
+            break
+        time.sleep(0.05)
+    else:
+        say("WARNING: the nodes did not all discover each other within 30 s; starting anyway")
+
+
+def _say_progress(rec) -> None:
+    pr = rec.progress()
+    if pr["scene_time"] is not None:
+        say(f"scene {pr['scene_time']:5.1f}/{pr['duration']:.1f} s: "
+            f"{pr['estimates']} estimates, {pr['overlay_frames']} overlay frames; "
+            f"talking: {', '.join(pr['talking']) or '-'}; marked speaking: "
+            f"{', '.join(pr['marked']) or '-'}")
+
+
+def _watch(runs: Dict[str, NodeRun], rec, args, tl) -> int:
+    """Until the virtual head has played the scene (0), a node died or the time is up (1);
+    progress every 3 s."""
+    timeout = args.timeout or (tl.duration_s / args.rate + 90.0)
+    deadline = time.monotonic() + timeout
+    next_print = 0.0
+    while True:
+        time.sleep(0.2)
+        dead = [(n, r.returncode) for n, r in runs.items() if r.returncode is not None]
+        vh_rc = runs["virtual_head"].returncode
+        if vh_rc == 0:
+            say("virtual_head finished the scenario")
+            time.sleep(1.5)           # trailing estimates / overlays
+            return 0
+        bad = [(n, c) for n, c in dead if n != "virtual_head" or c != 0]
+        if bad:
+            for n, c in bad:
+                say(f"ERROR: {n} died (exit code {c}); log tail:\n{runs[n].tail()}")
+            return 1
+        if time.monotonic() > deadline:
+            say(f"ERROR: the scenario did not finish within {timeout:.0f} s")
+            return 1
+        if time.monotonic() >= next_print:
+            _say_progress(rec)
+            next_print = time.monotonic() + 3.0
+
+
+def _run_scene(run: _DemoRun, runs: Dict[str, NodeRun], node, rec, env, domain: int) -> int:
+    """Starts the localizer and av_fusion, then the virtual head once they are ready and
+    discovered, and watches the scene; raises RuntimeError when a node did not start."""
+    args = run.args
+    vh_p = {"scenario": os.path.abspath(run.path), "rate": float(args.rate),
             "exit_when_done": True, "wait_for_subscribers": 1, "start_delay_s": 2.0}
+    say(f"starting sbm_localizer ({run.mode}) and av_fusion on ROS_DOMAIN_ID={domain}; logs "
+        f"in {run.logs}")
+    for r in runs.values():
+        r.start()
+    ok = _wait_log(runs["sbm_localizer"], r"\]: model ", 60) and \
+        _wait_log(runs["av_fusion"], "av_fusion ready", 60)
+    if not ok:
+        for name, r in runs.items():
+            say(f"{name} (exit code {r.returncode}) log tail:\n{r.tail()}")
+        raise RuntimeError("a node did not start")
+    _wait_discovery(node)
+    runs["virtual_head"] = NodeRun("virtual_head", vh_p, run.logs, env).start()
+    say(f"virtual_head started (rate {args.rate:g}x): rendering the scene, then publishing")
+    return _watch(runs, rec, args, run.tl)
+
+
+def _haar_check(tl) -> str:
+    """Informative: OpenCV's Haar cascade on a drawn frame of the first utterance."""
+    try:
+        from sbm_ros.sim.faces import haar_faces
+        from sbm_ros.sim.scene_view import SceneRenderer
+        img, states = SceneRenderer(tl).image_at(tl.utterances[0].start_s + 0.5)
+        found = haar_faces(img)
+        return f"{len(found)} detection(s) for {len(states)} drawn faces"
+    except Exception as exc:  # noqa: BLE001 - informative only
+        return f"not run ({exc})"
+
+
+def _meta(run: _DemoRun) -> Dict:
+    """The run's settings and timings for the summary."""
+    sc, args = run.sc, run.args
+    meta = {
+        "scenario file": run.path,
+        "camera": f"{sc.camera_name}: {sc.camera.width}x{sc.camera.height}, "
+                  f"{sc.camera.hfov_deg:g}x{sc.camera.vfov_deg:g} deg",
+        "room": f"{sc.room}, self-noise SNR {sc.snr_db} dB",
+        "models": run.ts.describe(),
+        "model files": f"{run.m1}" + (f", {run.m2}" if run.m2 else ""),
+        "localizer mode": run.mode,
+        "rate": f"{args.rate:g}x real time",
+        "faces": "ground truth + noise (jitter 2.5 px, size 5 %), not a face detector",
+        "timings": f"training/cache {run.t_train:.1f} s, run {run.t_run:.1f} s, total "
+                   f"{time.monotonic() - T_START:.1f} s",
+    }
+    for k, n in enumerate(run.notes):
+        meta[f"note {k + 1}"] = n
+    meta["OpenCV Haar cascade on a drawn frame"] = _haar_check(run.tl)
+    return meta
+
+
+def _write_outputs(run: _DemoRun, rec):
+    """(exit code, recorder result or None): the recorder's outputs after a completed run."""
+    rc, result = 0, None
+    pr = rec.progress()
+    if pr["estimates"] == 0:
+        say("ERROR: no estimates arrived from sbm_localizer (see logs/sbm_localizer.log)")
+        rc = 1
+    say("writing outputs ...")
+    meta = _meta(run)
+    try:
+        result = rec.finish(meta)
+    except RuntimeError as exc:
+        say(f"ERROR: {exc}")
+        rc = 1
+    return rc, result
+
+
+def _record(run: _DemoRun):
+    """(exit code, recorder result or None): the nodes as subprocesses, the recorder in this
+    process (its own ROS context on ``$ROS_DOMAIN_ID``), the outputs when the run completed."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from .recorder import Recorder
+    env = _node_env(run.logs)
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("sbm_demo_recorder", context=ctx)
+    rec = Recorder(node, run.out, video=not run.args.no_video, log=say)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    stop_spin, spinner = _spin_in_background(ex)
     runs = {
-        "sbm_localizer": NodeRun("sbm_localizer", loc_p, logs, env),
-        "av_fusion": NodeRun("av_fusion", fus_p, logs, env),
+        "sbm_localizer": NodeRun("sbm_localizer", run.loc_p, run.logs, env),
+        "av_fusion": NodeRun("av_fusion", run.fus_p, run.logs, env),
     }
     rc = 0
     result = None
     t_run = time.monotonic()
     try:
-        say(f"starting sbm_localizer ({mode}) and av_fusion on ROS_DOMAIN_ID={domain}; logs "
-            f"in {logs}")
-        for r in runs.values():
-            r.start()
-        ok = _wait_log(runs["sbm_localizer"], r"\]: model ", 60) and \
-            _wait_log(runs["av_fusion"], "av_fusion ready", 60)
-        if not ok:
-            for name, r in runs.items():
-                if r.returncode is not None or True:
-                    say(f"{name} (exit code {r.returncode}) log tail:\n{r.tail()}")
-            raise RuntimeError("a node did not start")
-        # discovery between the nodes: av_fusion and this recorder subscribed to the
-        # localiser's estimates, av_fusion's marks visible here (a loaded machine may need
-        # seconds; the virtual head then waits for its own subscribers)
-        t_disc = time.monotonic()
-        while time.monotonic() - t_disc < 30.0:
-            if (node.count_publishers("sound_sources") >= 1
-                    and node.count_subscribers("sound_sources") >= 2
-                    and node.count_publishers("speaking_faces") >= 1):
-                break
-            time.sleep(0.05)
-        else:
-            say("WARNING: the nodes did not all discover each other within 30 s; starting anyway")
-        runs["virtual_head"] = NodeRun("virtual_head", vh_p, logs, env).start()
-        say(f"virtual_head started (rate {args.rate:g}x): rendering the scene, then publishing")
-        timeout = args.timeout or (tl.duration_s / args.rate + 90.0)
-        deadline = time.monotonic() + timeout
-        next_print = 0.0
-        while True:
-            time.sleep(0.2)
-            dead = [(n, r.returncode) for n, r in runs.items() if r.returncode is not None]
-            vh_rc = runs["virtual_head"].returncode
-            if vh_rc == 0:
-                say("virtual_head finished the scenario")
-                time.sleep(1.5)           # trailing estimates / overlays
-                break
-            bad = [(n, c) for n, c in dead if n != "virtual_head" or c != 0]
-            if bad:
-                for n, c in bad:
-                    say(f"ERROR: {n} died (exit code {c}); log tail:\n{runs[n].tail()}")
-                rc = 1
-                break
-            if time.monotonic() > deadline:
-                say(f"ERROR: the scenario did not finish within {timeout:.0f} s")
-                rc = 1
-                break
-            if time.monotonic() >= next_print:
-                pr = rec.progress()
-                if pr["scene_time"] is not None:
-                    say(f"scene {pr['scene_time']:5.1f}/{pr['duration']:.1f} s: "
-                        f"{pr['estimates']} estimates, {pr['overlay_frames']} overlay frames; "
-                        f"talking: {', '.join(pr['talking']) or '-'}; marked speaking: "
-                        f"{', '.join(pr['marked']) or '-'}")
-                next_print = time.monotonic() + 3.0
+        rc = _run_scene(run, runs, node, rec, env, domain)
     except RuntimeError as exc:
         say(f"ERROR: {exc}")
         rc = 1
@@ -440,64 +545,53 @@ def main(argv=None) -> int:
             r.stop()
         stop_spin.set()
         spinner.join(timeout=2.0)
-    t_run = time.monotonic() - t_run
-
+    run.t_run = time.monotonic() - t_run
     if rc == 0:
-        pr = rec.progress()
-        if pr["estimates"] == 0:
-            say("ERROR: no estimates arrived from sbm_localizer (see logs/sbm_localizer.log)")
-            rc = 1
-        say("writing outputs ...")
-        meta = {
-            "scenario file": path,
-            "camera": f"{sc.camera_name}: {sc.camera.width}x{sc.camera.height}, "
-                      f"{sc.camera.hfov_deg:g}x{sc.camera.vfov_deg:g} deg",
-            "room": f"{sc.room}, self-noise SNR {sc.snr_db} dB",
-            "models": ts.describe(),
-            "model files": f"{m1}" + (f", {m2}" if m2 else ""),
-            "localizer mode": mode,
-            "rate": f"{args.rate:g}x real time",
-            "faces": "ground truth + noise (jitter 2.5 px, size 5 %), not a face detector",
-            "timings": f"training/cache {t_train:.1f} s, run {t_run:.1f} s, total "
-                       f"{time.monotonic() - T_START:.1f} s",
-        }
-        for k, n in enumerate(notes):
-            meta[f"note {k + 1}"] = n
-        try:
-            from sbm_ros.sim.scenario import SceneRenderer, haar_faces
-            img, states = SceneRenderer(tl).image_at(tl.utterances[0].start_s + 0.5)
-            found = haar_faces(img)
-            meta["OpenCV Haar cascade on a drawn frame"] = (
-                f"{len(found)} detection(s) for {len(states)} drawn faces")
-        except Exception as exc:  # noqa: BLE001 - informative only
-            meta["OpenCV Haar cascade on a drawn frame"] = f"not run ({exc})"
-        try:
-            result = rec.finish(meta)
-        except RuntimeError as exc:
-            say(f"ERROR: {exc}")
-            rc = 1
+        rc, result = _write_outputs(run, rec)
     node.destroy_node()
     rclpy.try_shutdown(context=ctx)
+    return rc, result
+
+
+def _say_results(result: Dict, out: str) -> None:
+    s = result["scores"]
+    f = result["files"]
+    say("results:")
+    for r in s["utterances"]:
+        err = "   —  " if r["error_deg"] is None else f"{r['error_deg']:5.2f}°"
+        ok = 'ok' if r['speaking_correct'] else 'WRONG'
+        say(f"  #{r['index']} {r['who']:9s} {r['mode'][:22]:22s} error {err}  marked "
+            f"{', '.join(r['marked']) or 'nobody':18s} {ok}")
+    mx = s['single_max_error_deg']
+    say(f"one talker: {s['single_within_3deg']}/{s['n_single']} within 3° (max "
+        f"{'—' if mx is None else round(mx, 2)}°); "
+        f"speaking face correct {s['speaking_correct']}/{s['n_utterances']} "
+        f"({100 * s['speaking_accuracy']:.0f} %)")
+    say(f"summary:   {f['summary']}")
+    say(f"video:     {f.get('video', '(none)')}")
+    say(f"frames:    {', '.join(os.path.basename(p) for p in f['frames'])} in "
+        f"{os.path.join(out, 'frames')}")
+    say(f"plot:      {f['plot']}")
+    say(f"estimates: {f['estimates_csv']}")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    run = _prepare(args)
+    if run is None:
+        return 2
+    models_dir = _models_dir(args)
+    t_train = time.monotonic()
+    try:
+        run.m1, run.m2 = ensure_models(run.sc, run.ts, models_dir, retrain=args.retrain)
+    except Exception as exc:  # noqa: BLE001 - training failure ends the demo with a reason
+        print(f"demo: error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    run.t_train = time.monotonic() - t_train
+    _node_params(run)
+    rc, result = _record(run)
     if result is not None:
-        s = result["scores"]
-        f = result["files"]
-        say("results:")
-        for r in s["utterances"]:
-            err = "   —  " if r["error_deg"] is None else f"{r['error_deg']:5.2f}°"
-            ok = 'ok' if r['speaking_correct'] else 'WRONG'
-            say(f"  #{r['index']} {r['who']:9s} {r['mode'][:22]:22s} error {err}  marked "
-                f"{', '.join(r['marked']) or 'nobody':18s} {ok}")
-        mx = s['single_max_error_deg']
-        say(f"one talker: {s['single_within_3deg']}/{s['n_single']} within 3° (max "
-            f"{'—' if mx is None else round(mx, 2)}°); "
-            f"speaking face correct {s['speaking_correct']}/{s['n_utterances']} "
-            f"({100 * s['speaking_accuracy']:.0f} %)")
-        say(f"summary:   {f['summary']}")
-        say(f"video:     {f.get('video', '(none)')}")
-        say(f"frames:    {', '.join(os.path.basename(p) for p in f['frames'])} in "
-            f"{os.path.join(out, 'frames')}")
-        say(f"plot:      {f['plot']}")
-        say(f"estimates: {f['estimates_csv']}")
+        _say_results(result, run.out)
     say(f"done in {time.monotonic() - T_START:.1f} s (exit code {rc})")
     return rc
 

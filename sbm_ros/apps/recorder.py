@@ -158,71 +158,85 @@ def _ang(a, b) -> float:
     return float(angular_distance_deg(np.asarray(a, float), np.asarray(b, float)))
 
 
-def score(info: Dict, directions: List, speaking: List, window_one: float = 0.72,
-          window_two: float = 1.2) -> Dict:
-    """Per-utterance scores (see the module docstring).
-
-    ``directions``: [(scene time s, [(az, el), ...])] of the localizer (one or two per message);
-    ``speaking``: [(scene time s, {face id: bool speaking})].
-    """
-    utts = info["utterances"]
-    names = [p["name"] for p in info["people"]]
-    rows = []
-    sp_t = np.array([t for t, _ in speaking]) if speaking else np.zeros(0)
-    for u in utts:
-        s, e, who = u["start_s"], u["end_s"], u["who"]
-        truth = (u["azimuth_deg"], u["elevation_deg"])
-        others = [(o["start_s"], o["end_s"] + TAIL_S) for o in utts if o["index"] != u["index"]]
-        solo = [seg for seg in _intervals_minus(s, e, others) if seg[1] - seg[0] >= window_one]
-        est = [d[0] for t, d in directions if len(d) == 1
-               and any(a + window_one <= t <= b + 0.05 for a, b in solo)]
-        mode = "one talker"
-        n_two_only = 0
-        if not est and u["overlaps"]:
-            mode = "overlap (two-source)"
-            for k in u["overlaps"]:
-                o = utts[k]
-                a, b = max(s, o["start_s"]), min(e, o["end_s"])
-                other = (o["azimuth_deg"], o["elevation_deg"])
-                for t, d in directions:
-                    if not (a + window_two <= t <= b + 0.05):
-                        continue
-                    if len(d) == 2:
-                        c1 = _ang(d[0], truth) + _ang(d[1], other)
-                        c2 = _ang(d[1], truth) + _ang(d[0], other)
-                        est.append(d[0] if c1 <= c2 else d[1])
-                    else:
-                        n_two_only += 1
-        row = dict(u)
-        row["mode"] = mode
-        row["n_estimates"] = len(est)
-        if est:
-            E = np.asarray(est, float)
-            med = np.median(E, axis=0)
-            row["est_azimuth_deg"], row["est_elevation_deg"] = float(med[0]), float(med[1])
-            row["error_deg"] = _ang(med, truth)
-            row["window_error_median_deg"] = float(np.median([_ang(x, truth) for x in E]))
-        else:
-            row["est_azimuth_deg"] = row["est_elevation_deg"] = row["error_deg"] = None
-            row["window_error_median_deg"] = None
-            if n_two_only:
-                row["mode"] += f": only one-source estimates ({n_two_only})"
-        # speaking marks
-        sel = [i for i, t in enumerate(sp_t) if s + ONSET_S <= t <= e]
-        frac = {}
-        for n in names:
-            if sel:
-                frac[n] = float(np.mean([bool(speaking[i][1].get(n, False)) for i in sel]))
+def _overlap_estimates(u: Dict, utts: List, directions: List, window_two: float):
+    """Two-source estimates of ``u`` while it overlaps another utterance (the one of each pair
+    nearer ``u``'s truth, the other going to the other talker); and how many one-source
+    estimates fell in those overlaps instead."""
+    s, e = u["start_s"], u["end_s"]
+    truth = (u["azimuth_deg"], u["elevation_deg"])
+    est = []
+    n_two_only = 0
+    for k in u["overlaps"]:
+        o = utts[k]
+        a, b = max(s, o["start_s"]), min(e, o["end_s"])
+        other = (o["azimuth_deg"], o["elevation_deg"])
+        for t, d in directions:
+            if not (a + window_two <= t <= b + 0.05):
+                continue
+            if len(d) == 2:
+                c1 = _ang(d[0], truth) + _ang(d[1], other)
+                c2 = _ang(d[1], truth) + _ang(d[0], other)
+                est.append(d[0] if c1 <= c2 else d[1])
             else:
-                frac[n] = 0.0
-        marked = [n for n in names if frac[n] >= 0.5]
-        busy = {o["who"] for o in utts if o["start_s"] < e and o["end_s"] + RELEASE_S > s}
-        false = [n for n in marked if n not in busy]
-        row["marked_fraction"] = frac
-        row["marked"] = marked
-        row["n_frames"] = len(sel)
-        row["speaking_correct"] = bool(sel) and who in marked and not false
-        rows.append(row)
+                n_two_only += 1
+    return est, n_two_only
+
+
+def _utterance_estimates(u: Dict, utts: List, directions: List, window_one: float,
+                         window_two: float):
+    """(estimates of ``u``'s direction, mode, one-source estimates during its overlaps).
+
+    One-source estimates whose window lies where ``u`` is the only talker (others' tails
+    included); failing those, two-source estimates during its overlaps."""
+    s, e = u["start_s"], u["end_s"]
+    others = [(o["start_s"], o["end_s"] + TAIL_S) for o in utts if o["index"] != u["index"]]
+    solo = [seg for seg in _intervals_minus(s, e, others) if seg[1] - seg[0] >= window_one]
+    est = [d[0] for t, d in directions if len(d) == 1
+           and any(a + window_one <= t <= b + 0.05 for a, b in solo)]
+    if not est and u["overlaps"]:
+        est, n_two_only = _overlap_estimates(u, utts, directions, window_two)
+        return est, "overlap (two-source)", n_two_only
+    return est, "one talker", 0
+
+
+def _score_localisation(row: Dict, est: List, truth, n_two_only: int) -> None:
+    """Adds the median estimate and its error (degrees) to ``row``."""
+    if est:
+        E = np.asarray(est, float)
+        med = np.median(E, axis=0)
+        row["est_azimuth_deg"], row["est_elevation_deg"] = float(med[0]), float(med[1])
+        row["error_deg"] = _ang(med, truth)
+        row["window_error_median_deg"] = float(np.median([_ang(x, truth) for x in E]))
+    else:
+        row["est_azimuth_deg"] = row["est_elevation_deg"] = row["error_deg"] = None
+        row["window_error_median_deg"] = None
+        if n_two_only:
+            row["mode"] += f": only one-source estimates ({n_two_only})"
+
+
+def _score_speaking(row: Dict, u: Dict, utts: List, names: List[str], speaking: List,
+                    sp_t: np.ndarray) -> None:
+    """Adds who was marked speaking during ``u`` (from ONSET_S after its start) to ``row``:
+    correct when the talker is marked and nobody else is but people talking during ``u`` (or
+    up to RELEASE_S before its start)."""
+    s, e, who = u["start_s"], u["end_s"], u["who"]
+    sel = [i for i, t in enumerate(sp_t) if s + ONSET_S <= t <= e]
+    frac = {}
+    for n in names:
+        if sel:
+            frac[n] = float(np.mean([bool(speaking[i][1].get(n, False)) for i in sel]))
+        else:
+            frac[n] = 0.0
+    marked = [n for n in names if frac[n] >= 0.5]
+    busy = {o["who"] for o in utts if o["start_s"] < e and o["end_s"] + RELEASE_S > s}
+    false = [n for n in marked if n not in busy]
+    row["marked_fraction"] = frac
+    row["marked"] = marked
+    row["n_frames"] = len(sel)
+    row["speaking_correct"] = bool(sel) and who in marked and not false
+
+
+def _score_totals(info: Dict, rows: List[Dict], speaking: List) -> Dict:
     single = [r for r in rows if r["mode"] == "one talker"]
     errs_single = [r["error_deg"] for r in single if r["error_deg"] is not None]
     ov = [r for r in rows if r["mode"].startswith("overlap")]
@@ -247,6 +261,29 @@ def score(info: Dict, directions: List, speaking: List, window_one: float = 0.72
         out["silent_marked_fraction"] = {
             n: float(np.mean([bool(d.get(n, False)) for _, d in speaking])) for n in silent}
     return out
+
+
+def score(info: Dict, directions: List, speaking: List, window_one: float = 0.72,
+          window_two: float = 1.2) -> Dict:
+    """Per-utterance scores (see the module docstring).
+
+    ``directions``: [(scene time s, [(az, el), ...])] of the localizer (one or two per message);
+    ``speaking``: [(scene time s, {face id: bool speaking})].
+    """
+    utts = info["utterances"]
+    names = [p["name"] for p in info["people"]]
+    rows = []
+    sp_t = np.array([t for t, _ in speaking]) if speaking else np.zeros(0)
+    for u in utts:
+        est, mode, n_two_only = _utterance_estimates(u, utts, directions, window_one,
+                                                     window_two)
+        row = dict(u)
+        row["mode"] = mode
+        row["n_estimates"] = len(est)
+        _score_localisation(row, est, (u["azimuth_deg"], u["elevation_deg"]), n_two_only)
+        _score_speaking(row, u, utts, names, speaking, sp_t)
+        rows.append(row)
+    return _score_totals(info, rows, speaking)
 
 
 # ----------------------------------------------------------------------------- outputs

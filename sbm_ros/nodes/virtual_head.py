@@ -134,8 +134,9 @@ class VirtualHeadNode(Node):
 
     # ------------------------------------------------------------------ setup
     def _load_and_render(self):
-        from sbm_ros.sim.scenario import SceneRenderer, build_timeline, default_scenario_path, \
-            load_scenario
+        from sbm_ros.sim.scenario import default_scenario_path, load_scenario
+        from sbm_ros.sim.scene_view import SceneRenderer
+        from sbm_ros.sim.timeline import build_timeline
         path = self.p['scenario'] or default_scenario_path()
         log = self.get_logger()
         sc = load_scenario(path)

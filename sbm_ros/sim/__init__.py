@@ -3,8 +3,10 @@
 The virtual head (:mod:`.hrtf`: MIT KEMAR HRIRs, interpolated; :mod:`.room`; :mod:`.render`),
 sound sources (:mod:`.sources`: white noise, espeak-ng speech; :mod:`.ambient`: the computer fan),
 the virtual camera (:mod:`.camera`), training/test dataset writers (:mod:`.datasets`) and the
-demo's scripted scene (:mod:`.scenario`). Pure numpy/scipy; ``slab`` is imported lazily (only to
-build the KEMAR cache), speech needs the ``espeak-ng`` command and drawing uses OpenCV.
+demo's scripted scene: the scenario file (:mod:`.scenario`), its timeline and binaural track
+(:mod:`.timeline`), the camera picture and face boxes (:mod:`.scene_view`), the Haar-cascade
+check (:mod:`.faces`). Pure numpy/scipy; ``slab`` is imported lazily (only to build the KEMAR
+cache), speech needs the ``espeak-ng`` command and drawing uses OpenCV.
 
 Dependency rule (checked by ``test/test_layout.py``): modules here import ``sbm_ros.core`` and
 third-party libraries only, never ``av``, ``nodes``, ``apps`` or ROS.

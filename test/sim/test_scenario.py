@@ -1,5 +1,5 @@
-"""Pure tests of sbm_ros.sim.scenario: YAML validation, timeline, ground truth, drawing, face
-noise."""
+"""Pure tests of the scripted scene (sbm_ros.sim.scenario, .timeline, .scene_view, .faces): YAML
+validation, timeline, ground truth, drawing, face noise."""
 
 import copy
 import os
@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
-from sbm_ros.sim.scenario import (FACE_BOX_H, MOUTH_OFFSET, SceneRenderer, ScenarioError,
-                                  build_timeline, default_scenario_path, haar_faces, load_scenario,
+from sbm_ros.sim.faces import haar_faces
+from sbm_ros.sim.scenario import (ScenarioError, default_scenario_path, load_scenario,
                                   parse_scenario)
+from sbm_ros.sim.scene_view import SceneRenderer
+from sbm_ros.sim.timeline import FACE_BOX_H, MOUTH_OFFSET, build_timeline
 from sbm_ros.sim import espeak_available
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
