@@ -144,8 +144,8 @@ class Scenario:
 
 def default_scenario_path() -> str:
     """``config/demo_scenario.yaml`` of the checkout, else of the installed package share."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "config", "demo_scenario.yaml")
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    here = os.path.join(checkout, "config", "demo_scenario.yaml")
     if os.path.exists(here):
         return here
     try:

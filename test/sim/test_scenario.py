@@ -199,3 +199,16 @@ def test_scenario_yaml_round_trip(tmp_path):
     sc = load_scenario(str(p))
     assert sc.source == str(p) and [q.name for q in sc.people] == ["a", "b", "c"]
     assert os.path.exists(default_scenario_path())
+
+
+def test_default_scenario_is_the_checkouts_config():
+    import os
+    from sbm_ros.sim.scenario import default_scenario_path
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert default_scenario_path() == os.path.join(root, 'config', 'demo_scenario.yaml')
+
+
+def test_demo_starts_its_nodes_from_the_checkout():
+    import os
+    from sbm_ros.apps import demo
+    assert os.path.isdir(os.path.join(demo.ROOT, 'sbm_ros', 'nodes'))
