@@ -17,9 +17,14 @@ both to ``dataset_dir`` (sbm-train format, u_px/v_px, camera.json from ``camera_
 localiser by an asynchronous SetParameters call (``<localizer_node>/set_parameters``,
 ``model_path``); progress on ``~/training_status`` (std_msgs/String, latched).
 
-Threading: a MultiThreadedExecutor; ``~/capture_sample`` runs in its own callback group and waits
-for the audio collected by the subscription callbacks (another group), everything else is
-non-blocking (training: subprocess polled by a timer; hand-off: future callbacks).
+Threading: a SingleThreadedExecutor. Callbacks never block: ``~/capture_sample`` is a coroutine
+(``async def``, awaited by the executor on Humble, Jazzy and Kilted) that awaits rclpy Futures
+completed by the audio / image callbacks or by a steady-clock timeout timer, so the
+subscriptions keep running while it records; training is a subprocess polled by a timer and the
+hand-off uses future callbacks. (rclpy's MultiThreadedExecutor of Humble/Jazzy re-queues tasks
+that have not started yet and runs callbacks seconds late on a loaded machine: ros2/rclpy#1452.)
+Each stream has its own mutually exclusive callback group and ``~/capture_sample`` another one,
+so a pending capture (which holds its group until it answers) never holds back an input.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -147,7 +154,7 @@ class _Recording:
         self.chunks: List[np.ndarray] = []
         self.count = 0
         self.stale = 0
-        self.done = threading.Event()
+        self.done = False
         self.error: Optional[str] = None
 
 
@@ -175,6 +182,8 @@ class AvFusionNode(Node):
         self.audio_rx = 0.0
         self.decoder = None
         self.recording: Optional[_Recording] = None
+        self._waiter: Optional[Future] = None      # awaited by ~/capture_sample
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.train_proc: Optional[subprocess.Popen] = None
         self.train_out = ''
         self.train_log = ''
@@ -191,15 +200,16 @@ class AvFusionNode(Node):
             self.get_logger().warning(f'marker detection unavailable, captures will be refused: '
                                       f'{exc}')
 
-        # Callback groups: inputs, timers (+ ~/train) and ~/capture_sample (which waits for
-        # audio) never block each other; shared state is guarded by self._lock.
-        # One mutually exclusive group per stream: each stream stays in order (audio chunks
-        # must), and a burst on one (large images) cannot hold back the others; shared state
-        # is protected by self._lock.
+        # Callback groups (one executor thread, see the module docstring): a coroutine holds
+        # its group until it returns, so ~/capture_sample (which awaits audio and images) has a
+        # group of its own, as has each input stream and the timers (+ ~/train), and its
+        # timeout timers another one: a pending capture never holds back a callback it waits
+        # for. Shared state is still guarded by self._lock (cheap, uncontended).
         sounds_g, faces_g, video_g, audio_g = (MutuallyExclusiveCallbackGroup()
                                                for _ in range(4))
         self.timer_group = MutuallyExclusiveCallbackGroup()
         self.capture_group = MutuallyExclusiveCallbackGroup()
+        self.wait_group = MutuallyExclusiveCallbackGroup()
         rel = stream_qos(self.p['reliability'], 20)
         img_qos = stream_qos(self.p['image_reliability'], 2)
         self.create_subscription(Detection2DArray, 'sound_sources', self._on_sounds, rel,
@@ -300,6 +310,7 @@ class AvFusionNode(Node):
             self.image = msg
             self.image_rx = time.monotonic()
             self.image_dirty = True
+        self._wake()
 
     def _parse_faces(self, msg: Detection2DArray):
         """[(Face with a stable id, original Detection2D)] of the usable detections."""
@@ -480,10 +491,6 @@ class AvFusionNode(Node):
             self.audio_info = msg
             self.decoder = None
 
-    def _audio_rate(self, msg=None) -> int:
-        fmt = self._audio_format()
-        return fmt[0] if not isinstance(fmt, str) else 16000
-
     def _audio_format(self):
         """(rate, channels, fmt) or an error string."""
         info = self.audio_info
@@ -504,40 +511,80 @@ class AvFusionNode(Node):
             return f'audio_info sample_rate {info.sample_rate} is invalid'
         return int(info.sample_rate), 2, fmt
 
+    def _audio_rate(self, msg=None) -> int:
+        fmt = self._audio_format()
+        return fmt[0] if not isinstance(fmt, str) else 16000
+
     def _on_audio(self, msg):
         self.audio_rx = time.monotonic()
         with self._lock:
             rec = self.recording
-            if rec is None or rec.done.is_set():
+            if rec is None or rec.done:
                 return
-            if self.decoder is None:
-                fmt = self._audio_format()
-                if isinstance(fmt, str):
-                    rec.error = fmt
-                    rec.done.set()
-                    return
-                self.decoder = PcmStreamDecoder(fmt[1], fmt[2])
+            self._record(rec, msg)
+            done = rec.done
+        if done:
+            self._wake()
+
+    def _record(self, rec: _Recording, msg) -> None:
+        """Append the chunk's audio acquired after the request to ``rec`` (under self._lock)."""
+        if self.decoder is None:
+            fmt = self._audio_format()
+            if isinstance(fmt, str):
+                rec.error, rec.done = fmt, True
+                return
+            self.decoder = PcmStreamDecoder(fmt[1], fmt[2])
+        try:
+            x = self.decoder.decode(bytes(msg.audio.data))
+        except ValueError as exc:
+            rec.error, rec.done = f'audio chunk cannot be decoded: {exc}', True
+            return
+        # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
+        # still queued from before it (a busy node, a burst from the driver) would put audio
+        # from before the loudspeaker was placed into the dataset.
+        stamp = stamp_to_ns(msg.header.stamp)
+        end = stamp + len(x) * 1_000_000_000 // max(1, int(self._audio_rate(msg)))
+        if (stamp and abs(stamp - rec.start_ns) < _STAMP_COMPARABLE_NS
+                and end <= rec.start_ns):
+            rec.stale += 1
+            return
+        need = rec.n_samples - rec.count
+        if len(x):
+            rec.chunks.append(x[:need])
+            rec.count += min(len(x), need)
+        if rec.count >= rec.n_samples:
+            rec.done = True
+
+    def _wake(self) -> None:
+        """Complete the Future the capture coroutine awaits (new audio or image)."""
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(True)
+
+    async def _wait_until(self, cond: Callable[[], bool], timeout: float) -> bool:
+        """Await ``cond()`` for at most ``timeout`` s (steady clock) without blocking the
+        executor; returns ``cond()``. Each wait is an rclpy Future completed by the next image
+        or finished recording (``_wake``) or by a one-shot timer at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            fut = Future()
+
+            def expire(f=fut):
+                if not f.done():
+                    f.set_result(False)
+            self._waiter = fut
+            timer = self.create_timer(left, expire, callback_group=self.wait_group,
+                                      clock=self._steady)
             try:
-                x = self.decoder.decode(bytes(msg.audio.data))
-            except ValueError as exc:
-                rec.error = f'audio chunk cannot be decoded: {exc}'
-                rec.done.set()
-                return
-            # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
-            # still queued from before it (a busy node, a burst from the driver) would put
-            # audio from before the loudspeaker was placed into the dataset.
-            stamp = stamp_to_ns(msg.header.stamp)
-            end = stamp + len(x) * 1_000_000_000 // max(1, int(self._audio_rate(msg)))
-            if (stamp and abs(stamp - rec.start_ns) < _STAMP_COMPARABLE_NS
-                    and end <= rec.start_ns):
-                rec.stale += 1
-                return
-            need = rec.n_samples - rec.count
-            if len(x):
-                rec.chunks.append(x[:need])
-                rec.count += min(len(x), need)
-            if rec.count >= rec.n_samples:
-                rec.done.set()
+                await fut
+            finally:
+                self.destroy_timer(timer)
+                if self._waiter is fut:
+                    self._waiter = None
+        return True
 
     # ------------------------------------------------------------------ capture service
     def _marker_detector(self):
@@ -548,7 +595,7 @@ class AvFusionNode(Node):
             self._detector_key = key
         return self._detector
 
-    def _find_marker(self):
+    async def _find_marker(self):
         """(detection or None, error string or None, image header) on the current image."""
         with self._lock:
             msg, rx = self.image, self.image_rx
@@ -559,13 +606,9 @@ class AvFusionNode(Node):
         if age > max_age:
             # a stream that stalled for a moment (a loaded machine, a camera driver hiccup)
             # should not fail the capture: give it max_image_age to deliver a fresh frame
-            deadline = time.monotonic() + max_age
-            while time.monotonic() < deadline:
-                time.sleep(0.02)
-                with self._lock:
-                    if self.image_rx > rx:
-                        msg, rx = self.image, self.image_rx
-                        break
+            await self._wait_until(lambda: self.image_rx > rx, max_age)
+            with self._lock:
+                msg, rx = self.image, self.image_rx
             age = time.monotonic() - rx
         if age > max_age:
             return None, (f"the current image is {age:.1f} s old (max_image_age "
@@ -595,7 +638,7 @@ class AvFusionNode(Node):
                 'distortion_model': str(ci.distortion_model),
                 'frame_id': str(ci.header.frame_id)}
 
-    def _srv_capture(self, request, response):
+    async def _srv_capture(self, request, response):
         if AudioDataStamped is None:
             return self._refuse(response, 'audio_common_msgs is not installed')
         with self._lock:
@@ -611,7 +654,7 @@ class AvFusionNode(Node):
         if audio_age > self.p['audio_timeout']:
             return self._refuse(response, f'no audio for {audio_age:.1f} s: is the capture '
                                 'node running?')
-        det0, err, header = self._find_marker()
+        det0, err, header = await self._find_marker()
         if err:
             return self._refuse(response, err)
         with self._lock:
@@ -625,9 +668,13 @@ class AvFusionNode(Node):
         with self._lock:
             self.decoder = None
             self.recording = rec
-        ok = rec.done.wait(dur + float(self.p['audio_timeout']))
-        with self._lock:
-            self.recording = None
+        try:
+            ok = await self._wait_until(lambda: rec.done,
+                                        dur + float(self.p['audio_timeout']))
+        finally:
+            with self._lock:
+                if self.recording is rec:
+                    self.recording = None
         if rec.error:
             return self._refuse(response, rec.error)
         if not ok:
@@ -636,7 +683,7 @@ class AvFusionNode(Node):
             return self._refuse(response, f'audio stopped: got {rec.count / rate:.2f} s of '
                                 f'{dur:.2f} s within the timeout{stale}')
         x = np.concatenate(rec.chunks, axis=0)[:rec.n_samples]
-        det1, err, _ = self._find_marker()
+        det1, err, _ = await self._find_marker()
         if err:
             return self._refuse(response, f'after recording: {err}')
         moved = math.hypot(det1.u - det0.u, det1.v - det0.v)
@@ -802,7 +849,8 @@ class AvFusionNode(Node):
             proc, self.train_proc = self.train_proc, None
             if self.recording is not None:
                 self.recording.error = 'node shutting down'
-                self.recording.done.set()
+                self.recording.done = True
+        self._wake()
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -814,8 +862,8 @@ class AvFusionNode(Node):
 
 def main(args=None):
     from .common import run
-    return run(AvFusionNode, args=args,
-               executor_factory=lambda: MultiThreadedExecutor(num_threads=6))
+    # single-threaded on purpose: see "Threading" in the module docstring (ros2/rclpy#1452)
+    return run(AvFusionNode, args=args, executor_factory=SingleThreadedExecutor)
 
 
 if __name__ == '__main__':
