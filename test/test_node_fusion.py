@@ -130,10 +130,12 @@ class Rig:
     """Camera + binaural microphone + camera_info publishers.
 
     Like a real driver, a thread of its own publishes paced audio (50 ms chunks) and video
-    (10 fps), whatever the test node's executor is doing.
+    (10 fps), whatever the test node's executor is doing. ``audio_offset`` (s) is added to the
+    audio stamps (a driver whose clock leads or lags the node's); while ``audio_held`` is set
+    the audio chunks are kept back, and published in a burst when it is cleared.
     """
 
-    def __init__(self, ros, gain=1.0):
+    def __init__(self, ros, gain=1.0, audio_offset=0.0):
         from audio_common_msgs.msg import AudioDataStamped, AudioInfo
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
@@ -155,10 +157,12 @@ class Rig:
         self.pos = 0
         self.sent = 0
         self.t0 = time.monotonic()
-        self.t0_ns = n.get_clock().now().nanoseconds
+        self.t0_ns = n.get_clock().now().nanoseconds + int(round(audio_offset * 1e9))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.video_paused = threading.Event()      # set: the camera stalls (audio goes on)
+        self.audio_held = threading.Event()        # set: audio is kept back (a driver burst)
+        self._held = []
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -193,6 +197,10 @@ class Rig:
             self.pub_img.publish(image_msg(img, 'mono8', stamp))
 
     def _audio_tick(self):
+        if self._held and not self.audio_held.is_set():
+            for m in self._held:
+                self.pub_audio.publish(m)
+            self._held = []
         due = int((time.monotonic() - self.t0) * RATE)
         while due - self.sent >= 800:          # 50 ms chunks, paced to real time
             with self._lock:
@@ -204,7 +212,10 @@ class Rig:
             m.header.stamp.sec, m.header.stamp.nanosec = ns // 10 ** 9, ns % 10 ** 9
             m.header.frame_id = 'head'
             m.audio.data = float_to_pcm_bytes(np.clip(chunk, -1, 1))
-            self.pub_audio.publish(m)
+            if self.audio_held.is_set():
+                self._held.append(m)
+            else:
+                self.pub_audio.publish(m)
             self.sent += 800
 
     def close(self):
@@ -487,6 +498,63 @@ def test_capture_waits_out_a_camera_stall_and_refuses_a_dead_camera(ros, tmp_pat
         rig.close()
         fusion.stop()
     assert len(read_dataset(ds)) == 2             # both good captures kept, nothing else
+
+
+@pytest.mark.parametrize('offset', [3.0, -3.0])
+def test_capture_with_an_offset_audio_clock(ros, tmp_path, offset):
+    """Audio stamps `offset` s ahead of / behind the node's clock (a driver with its own clock,
+    audio from another machine): a capture neither fails nor records audio from before the
+    request, even when chunks from before it arrive after it (a burst from the driver)."""
+    from std_srvs.srv import Trigger
+    ds = str(tmp_path / 'ds')
+    rig = Rig(ros, audio_offset=offset)
+    fusion = NodeProcess('av_fusion', DOMAIN, name='av_fusion_offset',
+                         params={'dataset_dir': ds, 'capture_duration': 0.5,
+                                 'marker_id': MARKER_ID, 'min_rms_dbfs': -40.0})
+    try:
+        fusion.start()
+        capture = ros.node.create_client(Trigger, '/av_fusion_offset/capture_sample')
+        fusion.wait_for('av_fusion ready', 15, spin=ros.spin_for)
+        rig.place(200, 200, seed=3)
+        ros.spin_for(0.25)
+        res = call(ros, capture)
+        deadline = time.monotonic() + 15.0        # discovery may lag on a loaded machine
+        while not res.success and 'received' in res.message and time.monotonic() < deadline:
+            ros.spin_for(0.5)
+            res = call(ros, capture)
+        assert res.success, res.message
+        t0 = time.monotonic()
+        res = call(ros, capture)
+        times = [time.monotonic() - t0]
+        assert res.success, res.message
+        # 1 s of silence is kept back by the driver; the loudspeaker starts, the capture is
+        # requested, and only then the silence arrives, in a burst: it must not be recorded
+        rig.gain = 0.0
+        rig.audio_held.set()
+        ros.spin_for(1.0)
+        rig.gain = 1.0
+        t0 = time.monotonic()
+        fut = capture.call_async(Trigger.Request())
+        threading.Timer(0.15, rig.audio_held.clear).start()
+        assert ros.spin_until(fut.done, 20), 'capture timed out'
+        times.append(time.monotonic() - t0)
+        res = fut.result()
+        assert res.success, res.message
+        assert 'Traceback' not in fusion.text()
+    except BaseException:
+        print(f'----- {fusion.name} output -----\n{fusion.text()[-6000:]}')
+        raise
+    finally:
+        rig.close()
+        fusion.stop()
+    # recorded from the request on: not |offset| s later (a 0.5 s capture)
+    assert max(times) < 3.0, times
+    recs = load_recordings(read_dataset(ds), RATE)
+    assert len(recs) == 3
+    for r in recs:
+        assert r.shape == (RATE // 2, 2)
+        silent = np.all(r == 0, axis=1)           # the held-back chunks are digital silence
+        assert silent.sum() <= RATE // 50, silent.sum()   # at most the delivery latency
 
 
 def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):

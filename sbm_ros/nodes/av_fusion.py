@@ -17,6 +17,18 @@ both to ``dataset_dir`` (sbm-train format, u_px/v_px, camera.json from ``camera_
 localiser by an asynchronous SetParameters call (``<localizer_node>/set_parameters``,
 ``model_path``); progress on ``~/training_status`` (std_msgs/String, latched).
 
+Audio selection: a capture records the audio ACQUIRED after the request, whatever the audio
+driver's clock and latency. The request time is taken in the audio stream's timeline: the node
+keeps the smallest (arrival time - stamp of the chunk's last sample) over the chunks of the last
+10 s, i.e. the offset between its steady clock and the audio clock plus the smallest delivery
+latency, and maps the request time through it. Audio from another machine's unsynchronised
+clock, or a driver whose clock lags or leads, is recorded from the request on; chunks queued
+from before the request (a burst from the driver, a busy node) are skipped, and the chunk under
+way at the request is trimmed to it. Audio acquired at most the smallest delivery latency before
+the request (milliseconds for a local driver) cannot be told apart and may be included. A
+discontinuity in the stamps (restarted driver, bag loop) restarts the estimate; unstamped chunks
+(stamp 0) are taken by arrival.
+
 Threading: a SingleThreadedExecutor. Callbacks never block: ``~/capture_sample`` is a coroutine
 (``async def``, awaited by the executor on Humble, Jazzy and Kilted) that awaits rclpy Futures
 completed by the audio / image callbacks or by a steady-clock timeout timer, so the
@@ -35,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -50,6 +63,7 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, ObjectHypothesis,
                              ObjectHypothesisWithPose)
 
 from .. import image_io
+from ..audio_io import SAMPLE_FORMATS as SAMPLE_BYTES
 from ..audio_io import PcmStreamDecoder
 from ..dataset import DatasetError, append_sample
 from ..fusion import (Face, FaceIdAssigner, MatchConfig, Sound, SpeakingScores, TimedBuffer,
@@ -107,7 +121,11 @@ PARAMS = [
     Param('dataset_dir', '~/.ros/sbm_ros/dataset', 'training dataset folder written by '
           '~/capture_sample and read by ~/train (sbm-train format, pixel targets)',
           lambda v: None if str(v).strip() else 'must not be empty'),
-    Param('capture_duration', 1.0, 'seconds of audio recorded per training sample', positive),
+    Param('capture_duration', 1.0, 'seconds of audio recorded per training sample: the audio '
+          'acquired after the request, the request time being mapped into the audio stamps\' '
+          'timeline by the observed offset between arrival time and stamp (so an audio clock '
+          'that lags or leads the node\'s works; unstamped audio is taken by arrival)',
+          positive),
     Param('min_rms_dbfs', -40.0, 'a capture whose audio RMS (dB full scale) is lower is refused '
           '(loudspeaker not playing?)'),
     Param('marker_dictionary', 'DICT_4X4_50', 'OpenCV ArUco dictionary of the loudspeaker '
@@ -140,20 +158,64 @@ def _t(stamp) -> float:
     return stamp_to_ns(stamp) * 1e-9
 
 
-#: audio stamps further than this from the node clock are not comparable with it (another
-#: machine's unsynchronised clock, unstamped chunks): such chunks are taken by arrival instead
-_STAMP_COMPARABLE_NS = 10 * 1_000_000_000
+#: the audio-clock offset is the smallest (arrival - stamp) over this many seconds of chunks
+_OFFSET_WINDOW_NS = 10 * 1_000_000_000
+#: a chunk whose stamp differs more than this from the previous chunk's end is a discontinuity
+#: (restarted driver, bag loop, dropped audio): the offset estimate restarts
+_STAMP_JUMP_NS = 500_000_000
+
+
+class AudioTimeline:
+    """Maps this process's steady clock (``time.monotonic_ns``) to the audio stream's stamps.
+
+    ``add`` is given each chunk's arrival time and the stamps of its first and just past its
+    last sample; the offset is the smallest ``arrival - end`` over the last ``window_ns``: the
+    clock offset plus the smallest delivery latency seen (a queued or late chunk only has a
+    larger difference). ``to_audio(t)`` is then the audio stamp of steady time ``t``, at most
+    that smallest latency early. Any clock offset works (another machine, a lagging driver).
+    """
+
+    def __init__(self, window_ns: int = _OFFSET_WINDOW_NS, jump_ns: int = _STAMP_JUMP_NS):
+        self.window_ns = window_ns
+        self.jump_ns = jump_ns
+        self._mins = deque()      # (arrival_ns, offset_ns), offsets increasing: sliding minimum
+        self._last_end: Optional[int] = None
+        self.resets = 0
+
+    def add(self, arrival_ns: int, stamp_ns: int, end_ns: int) -> None:
+        if self._last_end is not None and abs(stamp_ns - self._last_end) > self.jump_ns:
+            self._mins.clear()
+            self.resets += 1
+        self._last_end = end_ns
+        off = arrival_ns - end_ns
+        while self._mins and self._mins[-1][1] >= off:
+            self._mins.pop()
+        self._mins.append((arrival_ns, off))
+        while self._mins[0][0] < arrival_ns - self.window_ns:
+            self._mins.popleft()
+
+    @property
+    def offset_ns(self) -> Optional[int]:
+        return self._mins[0][1] if self._mins else None
+
+    def to_audio(self, steady_ns: int) -> Optional[int]:
+        """The audio stamp of steady time ``steady_ns`` (None before any stamped chunk)."""
+        return None if not self._mins else steady_ns - self._mins[0][1]
 
 
 class _Recording:
-    """The audio of one capture: ``n_samples`` samples acquired after ``start_ns``."""
+    """The audio of one capture: ``n_samples`` samples acquired after steady time
+    ``start_steady_ns`` (the request), i.e. after audio stamp ``start_audio_ns``."""
 
-    def __init__(self, n_samples: int, start_ns: int = 0):
+    def __init__(self, n_samples: int, start_steady_ns: int = 0):
         self.n_samples = n_samples
-        self.start_ns = start_ns
+        self.start_steady_ns = start_steady_ns
+        self.start_audio_ns: Optional[int] = None
+        self.started = False
         self.chunks: List[np.ndarray] = []
         self.count = 0
         self.stale = 0
+        self.trimmed = 0
         self.done = False
         self.error: Optional[str] = None
 
@@ -181,6 +243,7 @@ class AvFusionNode(Node):
         self.audio_info = None
         self.audio_rx = 0.0
         self.decoder = None
+        self.timeline = AudioTimeline()
         self.recording: Optional[_Recording] = None
         self._waiter: Optional[Future] = None      # awaited by ~/capture_sample
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -511,28 +574,29 @@ class AvFusionNode(Node):
             return f'audio_info sample_rate {info.sample_rate} is invalid'
         return int(info.sample_rate), 2, fmt
 
-    def _audio_rate(self, msg=None) -> int:
-        fmt = self._audio_format()
-        return fmt[0] if not isinstance(fmt, str) else 16000
-
     def _on_audio(self, msg):
+        arrival = time.monotonic_ns()
         self.audio_rx = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
+            fmt = self._audio_format()
+            if stamp and not isinstance(fmt, str):
+                frames = len(msg.audio.data) // (SAMPLE_BYTES.get(fmt[2], 2) * fmt[1])
+                self.timeline.add(arrival, stamp, stamp + frames * 1_000_000_000 // fmt[0])
             rec = self.recording
             if rec is None or rec.done:
                 return
-            self._record(rec, msg)
+            self._record(rec, msg, stamp, fmt)
             done = rec.done
         if done:
             self._wake()
 
-    def _record(self, rec: _Recording, msg) -> None:
+    def _record(self, rec: _Recording, msg, stamp: int, fmt) -> None:
         """Append the chunk's audio acquired after the request to ``rec`` (under self._lock)."""
+        if isinstance(fmt, str):
+            rec.error, rec.done = fmt, True
+            return
         if self.decoder is None:
-            fmt = self._audio_format()
-            if isinstance(fmt, str):
-                rec.error, rec.done = fmt, True
-                return
             self.decoder = PcmStreamDecoder(fmt[1], fmt[2])
         try:
             x = self.decoder.decode(bytes(msg.audio.data))
@@ -541,15 +605,21 @@ class AvFusionNode(Node):
             return
         # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
         # still queued from before it (a busy node, a burst from the driver) would put audio
-        # from before the loudspeaker was placed into the dataset.
-        stamp = stamp_to_ns(msg.header.stamp)
-        end = stamp + len(x) * 1_000_000_000 // max(1, int(self._audio_rate(msg)))
-        if (stamp and abs(stamp - rec.start_ns) < _STAMP_COMPARABLE_NS
-                and end <= rec.start_ns):
-            rec.stale += 1
-            return
+        # from before the loudspeaker was placed into the dataset. The request time is mapped
+        # into the audio clock (self.timeline), which may lag or lead this node's clock.
+        if not rec.started and stamp:
+            start = self.timeline.to_audio(rec.start_steady_ns)
+            if start is not None and start > stamp:
+                skip = -(-(start - stamp) * fmt[0] // 1_000_000_000)   # samples, rounded up
+                if skip >= len(x):
+                    rec.stale += 1
+                    return
+                x = x[skip:]
+                rec.trimmed = skip
+            rec.start_audio_ns = start
         need = rec.n_samples - rec.count
         if len(x):
+            rec.started = True
             rec.chunks.append(x[:need])
             rec.count += min(len(x), need)
         if rec.count >= rec.n_samples:
@@ -664,7 +734,7 @@ class AvFusionNode(Node):
                                 f'{ci.width}x{ci.height} differ')
         rate = fmt[0]
         dur = float(self.p['capture_duration'])
-        rec = _Recording(int(round(dur * rate)), self.get_clock().now().nanoseconds)
+        rec = _Recording(int(round(dur * rate)), time.monotonic_ns())
         with self._lock:
             self.decoder = None
             self.recording = rec
