@@ -205,12 +205,13 @@ class AudioTimeline:
 
 class _Recording:
     """The audio of one capture: ``n_samples`` samples acquired after steady time
-    ``start_steady_ns`` (the request), i.e. after audio stamp ``start_audio_ns``."""
+    ``start_steady_ns`` (the request); ``delay_ns``: its first sample's stamp minus the request
+    time in the audio timeline (None for unstamped audio)."""
 
     def __init__(self, n_samples: int, start_steady_ns: int = 0):
         self.n_samples = n_samples
         self.start_steady_ns = start_steady_ns
-        self.start_audio_ns: Optional[int] = None
+        self.delay_ns: Optional[int] = None    # first recorded sample after the request
         self.started = False
         self.chunks: List[np.ndarray] = []
         self.count = 0
@@ -641,6 +642,7 @@ class AvFusionNode(Node):
         # into the audio clock (self.timeline), which may lag or lead this node's clock.
         if not rec.started and stamp:
             start = self.timeline.to_audio(rec.start_steady_ns)
+            skip = 0
             if start is not None and start > stamp:
                 skip = -(-(start - stamp) * fmt[0] // 1_000_000_000)   # samples, rounded up
                 if skip >= len(x):
@@ -648,7 +650,9 @@ class AvFusionNode(Node):
                     return
                 x = x[skip:]
                 rec.trimmed = skip
-            rec.start_audio_ns = start
+            if start is not None and len(x):
+                # first recorded sample's stamp - the request time in the audio timeline
+                rec.delay_ns = stamp + skip * 1_000_000_000 // fmt[0] - start
         need = rec.n_samples - rec.count
         if len(x):
             rec.started = True
@@ -809,8 +813,10 @@ class AvFusionNode(Node):
             return self._refuse(response, f'cannot write to {root!r}: {exc}')
         n = self._count_samples(root)
         response.success = True
+        since = (f' from {rec.delay_ns * 1e-9:.3f} s after the request'
+                 if rec.delay_ns is not None else '')
         response.message = (f'{name}: marker at ({u:.1f}, {v:.1f}) px, RMS {dbfs:.1f} dBFS, '
-                            f'{len(x) / rate:.2f} s; {n} sample(s) in {root}')
+                            f'{len(x) / rate:.2f} s{since}; {n} sample(s) in {root}')
         self.get_logger().info(f'captured {response.message}')
         return response
 
