@@ -268,7 +268,10 @@ def test_speaking_face_and_overlay(ros, tmp_path):
         def frames_until(source_uv, cond, n_max):
             for k in range(n_max):
                 frame(source_uv)
-                if k >= 4 and speaking and cond(last_state()):
+                # the newest answer may still be to an earlier message (e.g. the empty faces
+                # list below) on a loaded machine: only an answer with both faces counts
+                if k >= 4 and speaking and {200, 450} <= set(last_state()) \
+                        and cond(last_state()):
                     return k
             return n_max
 
@@ -430,7 +433,10 @@ def test_capture_train_handoff(ros, tmp_path):
         t0 = time.monotonic()
         res = call(ros, train)
         assert res.success and 'training started' in res.message, res.message
-        assert time.monotonic() - t0 < 2.0
+        # "at once": well before a blocking call would answer, with room for one Fast DDS repair
+        # of a lost request/response (up to its 3 s heartbeat period: seen as 3.02 s once on a
+        # loaded machine); the 'already running' refusal below is the functional check
+        assert time.monotonic() - t0 < 5.0
         res2 = call(ros, train)   # a second request while the first runs is refused
         assert not res2.success and 'already running' in res2.message
         assert ros.spin_until(lambda: any('model handed to' in s or 'failed' in s
