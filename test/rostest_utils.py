@@ -8,8 +8,11 @@
 * :class:`RosTestNode` is an rclpy node in its own context (domain id given explicitly) with
   an executor to spin for a while or until a condition holds, and subscription helpers that
   collect messages into lists.
-* :func:`domain_id_for` gives each test module its own DDS domain (derived from the module name
-  and the checkout path, so parallel checkouts and modules do not talk to each other).
+* :func:`domain_id_for` gives each test module its own DDS domain: consecutive ids, one per
+  DDS test module, in a block placed by the checkout path and shifted by a ``ROS_DOMAIN_ID``
+  set in the environment, so modules never share a domain, checkouts do not talk to each other,
+  and two suites on one machine are kept apart by giving them ``ROS_DOMAIN_ID`` values that
+  differ by at least the number of DDS test modules.
 """
 
 from __future__ import annotations
@@ -31,10 +34,45 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RUNNING: "set[NodeProcess]" = set()
 
 
-def domain_id_for(name: str) -> int:
-    """A DDS domain id in [20, 101] for a test module (ids above 101 may collide with the
-    Linux ephemeral port range)."""
-    return 20 + zlib.crc32(f'{ROOT}|{name}'.encode()) % 82
+_DOMAIN_LO, _DOMAIN_SPAN = 20, 82   # ids in [20, 101]: above 101 the DDS ports may collide
+#                                    with the Linux ephemeral port range
+
+
+def _dds_test_modules() -> List[str]:
+    """The test modules that take a domain from :func:`domain_id_for`, sorted."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for f in sorted(os.listdir(here)):
+        if f.startswith('test_') and f.endswith('.py'):
+            try:
+                with open(os.path.join(here, f), encoding='utf-8') as fh:
+                    if 'domain_id_for(' in fh.read():
+                        out.append(f[:-3])
+            except OSError:
+                pass
+    return out
+
+
+def domain_id_for(name: str, environ: Optional[Dict[str, str]] = None) -> int:
+    """The DDS domain id in [20, 101] of a test module (``__name__``).
+
+    ``20 + (base + crc32(checkout path) + index) % 82``: ``index`` is the module's position
+    among the DDS test modules of this directory (distinct for each, so the modules of one
+    suite never share a domain; another name gets a hash), the checkout path separates
+    checkouts, and ``base`` is ``ROS_DOMAIN_ID`` from the environment when it is set (else 0):
+    two suites run from the same path (CI jobs, containers on the host network) are apart when
+    their ``ROS_DOMAIN_ID`` differ by at least the number of DDS test modules.
+    """
+    env = os.environ if environ is None else environ
+    raw = str(env.get('ROS_DOMAIN_ID', '') or '').strip()
+    try:
+        base = int(raw) if raw else 0
+    except ValueError:
+        raise ValueError(f'ROS_DOMAIN_ID={raw!r} is not an integer') from None
+    short = name.rsplit('.', 1)[-1]
+    mods = _dds_test_modules()
+    index = mods.index(short) if short in mods else len(mods) + zlib.crc32(short.encode())
+    return _DOMAIN_LO + (base + zlib.crc32(ROOT.encode()) + index) % _DOMAIN_SPAN
 
 
 def _param_text(value) -> str:

@@ -17,9 +17,26 @@ both to ``dataset_dir`` (sbm-train format, u_px/v_px, camera.json from ``camera_
 localiser by an asynchronous SetParameters call (``<localizer_node>/set_parameters``,
 ``model_path``); progress on ``~/training_status`` (std_msgs/String, latched).
 
-Threading: a MultiThreadedExecutor; ``~/capture_sample`` runs in its own callback group and waits
-for the audio collected by the subscription callbacks (another group), everything else is
-non-blocking (training: subprocess polled by a timer; hand-off: future callbacks).
+Audio selection: a capture records the audio ACQUIRED after the request, whatever the audio
+driver's clock and latency. The request time is taken in the audio stream's timeline: the node
+keeps the smallest (arrival time - stamp of the chunk's last sample) over the chunks of the last
+10 s, i.e. the offset between its steady clock and the audio clock plus the smallest delivery
+latency, and maps the request time through it. Audio from another machine's unsynchronised
+clock, or a driver whose clock lags or leads, is recorded from the request on; chunks queued
+from before the request (a burst from the driver, a busy node) are skipped, and the chunk under
+way at the request is trimmed to it. Audio acquired at most the smallest delivery latency before
+the request (milliseconds for a local driver) cannot be told apart and may be included. A
+discontinuity in the stamps (restarted driver, bag loop) restarts the estimate; unstamped chunks
+(stamp 0) are taken by arrival.
+
+Threading: a SingleThreadedExecutor. Callbacks never block: ``~/capture_sample`` is a coroutine
+(``async def``, awaited by the executor on Humble, Jazzy and Kilted) that awaits rclpy Futures
+completed by the audio / image callbacks or by a steady-clock timeout timer, so the
+subscriptions keep running while it records; training is a subprocess polled by a timer and the
+hand-off uses future callbacks. (rclpy's MultiThreadedExecutor of Humble/Jazzy re-queues tasks
+that have not started yet and runs callbacks seconds late on a loaded machine: ros2/rclpy#1452.)
+Each stream has its own mutually exclusive callback group and ``~/capture_sample`` another one,
+so a pending capture (which holds its group until it answers) never holds back an input.
 """
 
 from __future__ import annotations
@@ -30,12 +47,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional
+from collections import deque
+from typing import Callable, List, Optional
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -43,11 +63,12 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, ObjectHypothesis,
                              ObjectHypothesisWithPose)
 
 from sbm_ros.av import image_io
-from sbm_ros.core.audio_io import PcmStreamDecoder
-from sbm_ros.core.dataset import DatasetError, append_sample
 from sbm_ros.av.fusion import (Face, FaceIdAssigner, MatchConfig, Sound, SpeakingScores,
                                TimedBuffer, check_faces_in_image, covariance_from_flat,
                                match_sources)
+from sbm_ros.core.audio_io import SAMPLE_FORMATS as SAMPLE_BYTES
+from sbm_ros.core.audio_io import PcmStreamDecoder
+from sbm_ros.core.dataset import DatasetError, append_sample
 from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
 
@@ -101,7 +122,11 @@ PARAMS = [
     Param('dataset_dir', '~/.ros/sbm_ros/dataset', 'training dataset folder written by '
           '~/capture_sample and read by ~/train (sbm-train format, pixel targets)',
           lambda v: None if str(v).strip() else 'must not be empty'),
-    Param('capture_duration', 1.0, 'seconds of audio recorded per training sample', positive),
+    Param('capture_duration', 1.0, 'seconds of audio recorded per training sample: the audio '
+          'acquired after the request, the request time being mapped into the audio stamps\' '
+          'timeline by the observed offset between arrival time and stamp (so an audio clock '
+          'that lags or leads the node\'s works; unstamped audio is taken by arrival)',
+          positive),
     Param('min_rms_dbfs', -40.0, 'a capture whose audio RMS (dB full scale) is lower is refused '
           '(loudspeaker not playing?)'),
     Param('marker_dictionary', 'DICT_4X4_50', 'OpenCV ArUco dictionary of the loudspeaker '
@@ -134,21 +159,66 @@ def _t(stamp) -> float:
     return stamp_to_ns(stamp) * 1e-9
 
 
-#: audio stamps further than this from the node clock are not comparable with it (another
-#: machine's unsynchronised clock, unstamped chunks): such chunks are taken by arrival instead
-_STAMP_COMPARABLE_NS = 10 * 1_000_000_000
+#: the audio-clock offset is the smallest (arrival - stamp) over this many seconds of chunks
+_OFFSET_WINDOW_NS = 10 * 1_000_000_000
+#: a chunk whose stamp differs more than this from the previous chunk's end is a discontinuity
+#: (restarted driver, bag loop, dropped audio): the offset estimate restarts
+_STAMP_JUMP_NS = 500_000_000
+
+
+class AudioTimeline:
+    """Maps this process's steady clock (``time.monotonic_ns``) to the audio stream's stamps.
+
+    ``add`` is given each chunk's arrival time and the stamps of its first and just past its
+    last sample; the offset is the smallest ``arrival - end`` over the last ``window_ns``: the
+    clock offset plus the smallest delivery latency seen (a queued or late chunk only has a
+    larger difference). ``to_audio(t)`` is then the audio stamp of steady time ``t``, at most
+    that smallest latency early. Any clock offset works (another machine, a lagging driver).
+    """
+
+    def __init__(self, window_ns: int = _OFFSET_WINDOW_NS, jump_ns: int = _STAMP_JUMP_NS):
+        self.window_ns = window_ns
+        self.jump_ns = jump_ns
+        self._mins = deque()      # (arrival_ns, offset_ns), offsets increasing: sliding minimum
+        self._last_end: Optional[int] = None
+        self.resets = 0
+
+    def add(self, arrival_ns: int, stamp_ns: int, end_ns: int) -> None:
+        if self._last_end is not None and abs(stamp_ns - self._last_end) > self.jump_ns:
+            self._mins.clear()
+            self.resets += 1
+        self._last_end = end_ns
+        off = arrival_ns - end_ns
+        while self._mins and self._mins[-1][1] >= off:
+            self._mins.pop()
+        self._mins.append((arrival_ns, off))
+        while self._mins[0][0] < arrival_ns - self.window_ns:
+            self._mins.popleft()
+
+    @property
+    def offset_ns(self) -> Optional[int]:
+        return self._mins[0][1] if self._mins else None
+
+    def to_audio(self, steady_ns: int) -> Optional[int]:
+        """The audio stamp of steady time ``steady_ns`` (None before any stamped chunk)."""
+        return None if not self._mins else steady_ns - self._mins[0][1]
 
 
 class _Recording:
-    """The audio of one capture: ``n_samples`` samples acquired after ``start_ns``."""
+    """The audio of one capture: ``n_samples`` samples acquired after steady time
+    ``start_steady_ns`` (the request); ``delay_ns``: its first sample's stamp minus the request
+    time in the audio timeline (None for unstamped audio)."""
 
-    def __init__(self, n_samples: int, start_ns: int = 0):
+    def __init__(self, n_samples: int, start_steady_ns: int = 0):
         self.n_samples = n_samples
-        self.start_ns = start_ns
+        self.start_steady_ns = start_steady_ns
+        self.delay_ns: Optional[int] = None    # first recorded sample after the request
+        self.started = False
         self.chunks: List[np.ndarray] = []
         self.count = 0
         self.stale = 0
-        self.done = threading.Event()
+        self.trimmed = 0
+        self.done = False
         self.error: Optional[str] = None
 
 
@@ -175,7 +245,10 @@ class AvFusionNode(Node):
         self.audio_info = None
         self.audio_rx = 0.0
         self.decoder = None
+        self.timeline = AudioTimeline()
         self.recording: Optional[_Recording] = None
+        self._waiter: Optional[Future] = None      # awaited by ~/capture_sample
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.train_proc: Optional[subprocess.Popen] = None
         self.train_out = ''
         self.train_log = ''
@@ -192,25 +265,27 @@ class AvFusionNode(Node):
             self.get_logger().warning(f'marker detection unavailable, captures will be refused: '
                                       f'{exc}')
 
-        # Callback groups: inputs, timers (+ ~/train) and ~/capture_sample (which waits for
-        # audio) never block each other; shared state is guarded by self._lock.
-        # One mutually exclusive group per stream: each stream stays in order (audio chunks
-        # must), and a burst on one (large images) cannot hold back the others; shared state
-        # is protected by self._lock.
+        # Callback groups (one executor thread, see the module docstring): a coroutine holds
+        # its group until it returns, so ~/capture_sample (which awaits audio and images) has a
+        # group of its own, as has each input stream and the timers (+ ~/train), and its
+        # timeout timers another one: a pending capture never holds back a callback it waits
+        # for. Shared state is still guarded by self._lock (cheap, uncontended).
         sounds_g, faces_g, video_g, audio_g = (MutuallyExclusiveCallbackGroup()
                                                for _ in range(4))
         self.timer_group = MutuallyExclusiveCallbackGroup()
         self.capture_group = MutuallyExclusiveCallbackGroup()
+        self.wait_group = MutuallyExclusiveCallbackGroup()
         rel = stream_qos(self.p['reliability'], 20)
         img_qos = stream_qos(self.p['image_reliability'], 2)
+        self._sub_qos = {'sound_sources': rel, 'faces': rel, 'image': img_qos,
+                         'camera_info': img_qos}
         self.create_subscription(Detection2DArray, 'sound_sources', self._on_sounds, rel,
                                  callback_group=sounds_g)
         self.create_subscription(Detection2DArray, 'faces', self._on_faces, rel,
                                  callback_group=faces_g)
         self.create_subscription(Image, 'image', self._on_image, img_qos,
                                  callback_group=video_g)
-        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                 stream_qos(self.p['image_reliability'], 2),
+        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, img_qos,
                                  callback_group=video_g)
         self.pub_speaking = self.create_publisher(Detection2DArray, 'speaking_faces',
                                                   stream_qos('reliable', 10))
@@ -301,6 +376,7 @@ class AvFusionNode(Node):
             self.image = msg
             self.image_rx = time.monotonic()
             self.image_dirty = True
+        self._wake()
 
     def _parse_faces(self, msg: Detection2DArray):
         """[(Face with a stable id, original Detection2D)] of the usable detections."""
@@ -458,32 +534,59 @@ class AvFusionNode(Node):
         image_io.fill_msg(o, image_io.from_bgr8(out, enc), enc)
         self.pub_overlay.publish(o)
 
-    def _warn(self, key: str, text: str, period: float = 5.0):
-        """A warning throttled per ``key`` (rclpy throttles per call site only)."""
+    def _warn(self, key: str, text: str, period: float = 5.0, info: bool = False):
+        """A warning (or info) throttled per ``key`` (rclpy throttles per call site only)."""
         now = time.monotonic()
         if now - self._warned.get(key, -1e9) >= period:
             self._warned[key] = now
-            self.get_logger().warning(text)
+            if info:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)
+
+    def _qos_problems(self, topic: str, endpoints) -> List[str]:
+        """Why this node's subscription cannot receive from these publishers ([] = it can)."""
+        from rclpy.qos import QoSCompatibility, qos_check_compatible
+        out = []
+        for ep in endpoints:
+            try:
+                comp, reason = qos_check_compatible(ep.qos_profile, self._sub_qos[topic])
+            except Exception:  # pragma: no cover - rmw without the check
+                continue
+            if comp == QoSCompatibility.ERROR:
+                out.append(f'{ep.node_namespace.rstrip("/")}/{ep.node_name} '
+                           f'({str(reason).strip().rstrip(";")})')
+        return out
 
     def _watchdog(self):
         now = time.monotonic()
         for topic in ('sound_sources', 'faces', 'image', 'camera_info'):
-            n = self.count_publishers(self.resolve_topic_name(topic))
-            if n and now - self.rx.get(topic, 0.0) > 5.0:
-                self.get_logger().warning(
-                    f"'{self.resolve_topic_name(topic)}' has {n} publisher(s) but nothing "
-                    "arrived for 5 s: QoS mismatch (see the reliability parameters)?",
-                    throttle_duration_sec=30.0)
+            name = self.resolve_topic_name(topic)
+            pubs = self.get_publishers_info_by_topic(name)
+            if not pubs or now - self.rx.get(topic, 0.0) <= 5.0:
+                continue
+            bad = self._qos_problems(topic, pubs)
+            if bad:
+                param = 'reliability' if topic in ('sound_sources', 'faces') else \
+                    'image_reliability'
+                self._warn(f'qos:{topic}', (
+                    f"'{name}': QoS mismatch, nothing can arrive from {'; '.join(bad)} "
+                    f"(this subscription: {describe_qos(self._sub_qos[topic])}; see the "
+                    f"{param} parameter)"), period=30.0)
+                continue
+            why = 'QoS is compatible: the publishers publish nothing'
+            if topic == 'sound_sources':
+                why = ("QoS is compatible: sbm_localizer publishes sound_sources only for "
+                       "windows with an active source and, with a model in degrees, only once "
+                       "it has received camera_info (its log says which)")
+            self._warn(f'idle:{topic}', f"'{name}' has {len(pubs)} publisher(s) but nothing "
+                       f"arrived for 5 s: {why}", period=30.0, info=True)
 
     # ------------------------------------------------------------------ audio (capture)
     def _on_audio_info(self, msg):
         with self._lock:
             self.audio_info = msg
             self.decoder = None
-
-    def _audio_rate(self, msg=None) -> int:
-        fmt = self._audio_format()
-        return fmt[0] if not isinstance(fmt, str) else 16000
 
     def _audio_format(self):
         """(rate, channels, fmt) or an error string."""
@@ -506,39 +609,89 @@ class AvFusionNode(Node):
         return int(info.sample_rate), 2, fmt
 
     def _on_audio(self, msg):
+        arrival = time.monotonic_ns()
         self.audio_rx = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
+            fmt = self._audio_format()
+            if stamp and not isinstance(fmt, str):
+                frames = len(msg.audio.data) // (SAMPLE_BYTES.get(fmt[2], 2) * fmt[1])
+                self.timeline.add(arrival, stamp, stamp + frames * 1_000_000_000 // fmt[0])
             rec = self.recording
-            if rec is None or rec.done.is_set():
+            if rec is None or rec.done:
                 return
-            if self.decoder is None:
-                fmt = self._audio_format()
-                if isinstance(fmt, str):
-                    rec.error = fmt
-                    rec.done.set()
+            self._record(rec, msg, stamp, fmt)
+            done = rec.done
+        if done:
+            self._wake()
+
+    def _record(self, rec: _Recording, msg, stamp: int, fmt) -> None:
+        """Append the chunk's audio acquired after the request to ``rec`` (under self._lock)."""
+        if isinstance(fmt, str):
+            rec.error, rec.done = fmt, True
+            return
+        if self.decoder is None:
+            self.decoder = PcmStreamDecoder(fmt[1], fmt[2])
+        try:
+            x = self.decoder.decode(bytes(msg.audio.data))
+        except ValueError as exc:
+            rec.error, rec.done = f'audio chunk cannot be decoded: {exc}', True
+            return
+        # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
+        # still queued from before it (a busy node, a burst from the driver) would put audio
+        # from before the loudspeaker was placed into the dataset. The request time is mapped
+        # into the audio clock (self.timeline), which may lag or lead this node's clock.
+        if not rec.started and stamp:
+            start = self.timeline.to_audio(rec.start_steady_ns)
+            skip = 0
+            if start is not None and start > stamp:
+                skip = -(-(start - stamp) * fmt[0] // 1_000_000_000)   # samples, rounded up
+                if skip >= len(x):
+                    rec.stale += 1
                     return
-                self.decoder = PcmStreamDecoder(fmt[1], fmt[2])
+                x = x[skip:]
+                rec.trimmed = skip
+            if start is not None and len(x):
+                # first recorded sample's stamp - the request time in the audio timeline
+                rec.delay_ns = stamp + skip * 1_000_000_000 // fmt[0] - start
+        need = rec.n_samples - rec.count
+        if len(x):
+            rec.started = True
+            rec.chunks.append(x[:need])
+            rec.count += min(len(x), need)
+        if rec.count >= rec.n_samples:
+            rec.done = True
+
+    def _wake(self) -> None:
+        """Complete the Future the capture coroutine awaits (new audio or image)."""
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(True)
+
+    async def _wait_until(self, cond: Callable[[], bool], timeout: float) -> bool:
+        """Await ``cond()`` for at most ``timeout`` s (steady clock) without blocking the
+        executor; returns ``cond()``. Each wait is an rclpy Future completed by the next image
+        or finished recording (``_wake``) or by a one-shot timer at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            fut = Future()
+
+            def expire(f=fut):
+                if not f.done():
+                    f.set_result(False)
+            self._waiter = fut
+            timer = self.create_timer(left, expire, callback_group=self.wait_group,
+                                      clock=self._steady)
             try:
-                x = self.decoder.decode(bytes(msg.audio.data))
-            except ValueError as exc:
-                rec.error = f'audio chunk cannot be decoded: {exc}'
-                rec.done.set()
-                return
-            # Record the audio ACQUIRED after the request, not what happens to arrive: chunks
-            # still queued from before it (a busy node, a burst from the driver) would put
-            # audio from before the loudspeaker was placed into the dataset.
-            stamp = stamp_to_ns(msg.header.stamp)
-            end = stamp + len(x) * 1_000_000_000 // max(1, int(self._audio_rate(msg)))
-            if (stamp and abs(stamp - rec.start_ns) < _STAMP_COMPARABLE_NS
-                    and end <= rec.start_ns):
-                rec.stale += 1
-                return
-            need = rec.n_samples - rec.count
-            if len(x):
-                rec.chunks.append(x[:need])
-                rec.count += min(len(x), need)
-            if rec.count >= rec.n_samples:
-                rec.done.set()
+                await fut
+            finally:
+                self.destroy_timer(timer)
+                if self._waiter is fut:
+                    self._waiter = None
+        return True
 
     # ------------------------------------------------------------------ capture service
     def _marker_detector(self):
@@ -549,7 +702,7 @@ class AvFusionNode(Node):
             self._detector_key = key
         return self._detector
 
-    def _find_marker(self):
+    async def _find_marker(self):
         """(detection or None, error string or None, image header) on the current image."""
         with self._lock:
             msg, rx = self.image, self.image_rx
@@ -560,13 +713,9 @@ class AvFusionNode(Node):
         if age > max_age:
             # a stream that stalled for a moment (a loaded machine, a camera driver hiccup)
             # should not fail the capture: give it max_image_age to deliver a fresh frame
-            deadline = time.monotonic() + max_age
-            while time.monotonic() < deadline:
-                time.sleep(0.02)
-                with self._lock:
-                    if self.image_rx > rx:
-                        msg, rx = self.image, self.image_rx
-                        break
+            await self._wait_until(lambda: self.image_rx > rx, max_age)
+            with self._lock:
+                msg, rx = self.image, self.image_rx
             age = time.monotonic() - rx
         if age > max_age:
             return None, (f"the current image is {age:.1f} s old (max_image_age "
@@ -596,7 +745,7 @@ class AvFusionNode(Node):
                 'distortion_model': str(ci.distortion_model),
                 'frame_id': str(ci.header.frame_id)}
 
-    def _srv_capture(self, request, response):
+    async def _srv_capture(self, request, response):
         if AudioDataStamped is None:
             return self._refuse(response, 'audio_common_msgs is not installed')
         with self._lock:
@@ -612,7 +761,7 @@ class AvFusionNode(Node):
         if audio_age > self.p['audio_timeout']:
             return self._refuse(response, f'no audio for {audio_age:.1f} s: is the capture '
                                 'node running?')
-        det0, err, header = self._find_marker()
+        det0, err, header = await self._find_marker()
         if err:
             return self._refuse(response, err)
         with self._lock:
@@ -622,13 +771,17 @@ class AvFusionNode(Node):
                                 f'{ci.width}x{ci.height} differ')
         rate = fmt[0]
         dur = float(self.p['capture_duration'])
-        rec = _Recording(int(round(dur * rate)), self.get_clock().now().nanoseconds)
+        rec = _Recording(int(round(dur * rate)), time.monotonic_ns())
         with self._lock:
             self.decoder = None
             self.recording = rec
-        ok = rec.done.wait(dur + float(self.p['audio_timeout']))
-        with self._lock:
-            self.recording = None
+        try:
+            ok = await self._wait_until(lambda: rec.done,
+                                        dur + float(self.p['audio_timeout']))
+        finally:
+            with self._lock:
+                if self.recording is rec:
+                    self.recording = None
         if rec.error:
             return self._refuse(response, rec.error)
         if not ok:
@@ -637,7 +790,7 @@ class AvFusionNode(Node):
             return self._refuse(response, f'audio stopped: got {rec.count / rate:.2f} s of '
                                 f'{dur:.2f} s within the timeout{stale}')
         x = np.concatenate(rec.chunks, axis=0)[:rec.n_samples]
-        det1, err, _ = self._find_marker()
+        det1, err, _ = await self._find_marker()
         if err:
             return self._refuse(response, f'after recording: {err}')
         moved = math.hypot(det1.u - det0.u, det1.v - det0.v)
@@ -661,8 +814,10 @@ class AvFusionNode(Node):
             return self._refuse(response, f'cannot write to {root!r}: {exc}')
         n = self._count_samples(root)
         response.success = True
+        since = (f' from {rec.delay_ns * 1e-9:.3f} s after the request'
+                 if rec.delay_ns is not None else '')
         response.message = (f'{name}: marker at ({u:.1f}, {v:.1f}) px, RMS {dbfs:.1f} dBFS, '
-                            f'{len(x) / rate:.2f} s; {n} sample(s) in {root}')
+                            f'{len(x) / rate:.2f} s{since}; {n} sample(s) in {root}')
         self.get_logger().info(f'captured {response.message}')
         return response
 
@@ -803,7 +958,8 @@ class AvFusionNode(Node):
             proc, self.train_proc = self.train_proc, None
             if self.recording is not None:
                 self.recording.error = 'node shutting down'
-                self.recording.done.set()
+                self.recording.done = True
+        self._wake()
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -815,8 +971,8 @@ class AvFusionNode(Node):
 
 def main(args=None):
     from .common import run
-    return run(AvFusionNode, args=args,
-               executor_factory=lambda: MultiThreadedExecutor(num_threads=6))
+    # single-threaded on purpose: see "Threading" in the module docstring (ros2/rclpy#1452)
+    return run(AvFusionNode, args=args, executor_factory=SingleThreadedExecutor)
 
 
 if __name__ == '__main__':

@@ -157,6 +157,12 @@ def run(node_factory: Callable[[], Any], args=None, executor_factory=None) -> in
             ex.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C / SIGINT shuts the context down from the signal handler: an executor that is
+        # building its wait set at that moment raises RCLError ('context is not valid')
+        # instead of ExternalShutdownException. Not an error once the context is down.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

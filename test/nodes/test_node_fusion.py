@@ -8,6 +8,7 @@ marker's pixel) and the face detector.
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -130,10 +131,12 @@ class Rig:
     """Camera + binaural microphone + camera_info publishers.
 
     Like a real driver, a thread of its own publishes paced audio (50 ms chunks) and video
-    (10 fps), whatever the test node's executor is doing.
+    (10 fps), whatever the test node's executor is doing. ``audio_offset`` (s) is added to the
+    audio stamps (a driver whose clock leads or lags the node's); while ``audio_held`` is set
+    the audio chunks are kept back, and published in a burst when it is cleared.
     """
 
-    def __init__(self, ros, gain=1.0):
+    def __init__(self, ros, gain=1.0, audio_offset=0.0):
         from audio_common_msgs.msg import AudioDataStamped, AudioInfo
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
@@ -155,10 +158,12 @@ class Rig:
         self.pos = 0
         self.sent = 0
         self.t0 = time.monotonic()
-        self.t0_ns = n.get_clock().now().nanoseconds
+        self.t0_ns = n.get_clock().now().nanoseconds + int(round(audio_offset * 1e9))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.video_paused = threading.Event()      # set: the camera stalls (audio goes on)
+        self.audio_held = threading.Event()        # set: audio is kept back (a driver burst)
+        self._held = []
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -193,6 +198,10 @@ class Rig:
             self.pub_img.publish(image_msg(img, 'mono8', stamp))
 
     def _audio_tick(self):
+        if self._held and not self.audio_held.is_set():
+            for m in self._held:
+                self.pub_audio.publish(m)
+            self._held = []
         due = int((time.monotonic() - self.t0) * RATE)
         while due - self.sent >= 800:          # 50 ms chunks, paced to real time
             with self._lock:
@@ -204,7 +213,10 @@ class Rig:
             m.header.stamp.sec, m.header.stamp.nanosec = ns // 10 ** 9, ns % 10 ** 9
             m.header.frame_id = 'head'
             m.audio.data = float_to_pcm_bytes(np.clip(chunk, -1, 1))
-            self.pub_audio.publish(m)
+            if self.audio_held.is_set():
+                self._held.append(m)
+            else:
+                self.pub_audio.publish(m)
             self.sent += 800
 
     def close(self):
@@ -256,7 +268,10 @@ def test_speaking_face_and_overlay(ros, tmp_path):
         def frames_until(source_uv, cond, n_max):
             for k in range(n_max):
                 frame(source_uv)
-                if k >= 4 and speaking and cond(last_state()):
+                # the newest answer may still be to an earlier message (e.g. the empty faces
+                # list below) on a loaded machine: only an answer with both faces counts
+                if k >= 4 and speaking and {200, 450} <= set(last_state()) \
+                        and cond(last_state()):
                     return k
             return n_max
 
@@ -414,13 +429,20 @@ def test_capture_train_handoff(ros, tmp_path):
         recs = load_recordings(d, RATE)
         assert all(r.shape == (RATE // 2, 2) for r in recs)
 
-        # train: answered at once, model handed to the running localiser
+        # train: answered at once, model handed to the running localiser. Two requests sent
+        # back to back: whichever the node takes first starts training, the other is refused
+        # as 'already running' (training takes ~1 s). Answer times are not compared with the
+        # training time: a DDS repair of a lost request/response can take the 3 s heartbeat
+        # period of Fast DDS on a loaded machine (seen once each for ~/train and a capture).
+        assert train.wait_for_service(timeout_sec=10.0)
         t0 = time.monotonic()
-        res = call(ros, train)
-        assert res.success and 'training started' in res.message, res.message
-        assert time.monotonic() - t0 < 2.0
-        res2 = call(ros, train)   # a second request while the first runs is refused
-        assert not res2.success and 'already running' in res2.message
+        futs = [train.call_async(Trigger.Request()) for _ in range(2)]
+        assert ros.spin_until(lambda: all(f.done() for f in futs), 20), 'train timed out'
+        assert time.monotonic() - t0 < 8.0
+        answers = sorted((f.result().success, f.result().message) for f in futs)
+        assert [ok for ok, _ in answers] == [False, True], answers
+        assert 'already running' in answers[0][1] and 'training started' in answers[1][1], \
+            answers
         assert ros.spin_until(lambda: any('model handed to' in s or 'failed' in s
                                           for s in status), 40), status
         assert any('model handed to' in s for s in status), status
@@ -489,6 +511,65 @@ def test_capture_waits_out_a_camera_stall_and_refuses_a_dead_camera(ros, tmp_pat
     assert len(read_dataset(ds)) == 2             # both good captures kept, nothing else
 
 
+@pytest.mark.parametrize('offset', [3.0, -3.0])
+def test_capture_with_an_offset_audio_clock(ros, tmp_path, offset):
+    """Audio stamps `offset` s ahead of / behind the node's clock (a driver with its own clock,
+    audio from another machine): a capture neither fails nor records audio from before the
+    request, even when chunks from before it arrive after it (a burst from the driver)."""
+    from std_srvs.srv import Trigger
+    ds = str(tmp_path / 'ds')
+    rig = Rig(ros, audio_offset=offset)
+    fusion = NodeProcess('av_fusion', DOMAIN, name='av_fusion_offset',
+                         params={'dataset_dir': ds, 'capture_duration': 0.5,
+                                 'marker_id': MARKER_ID, 'min_rms_dbfs': -40.0})
+    try:
+        fusion.start()
+        capture = ros.node.create_client(Trigger, '/av_fusion_offset/capture_sample')
+        fusion.wait_for('av_fusion ready', 15, spin=ros.spin_for)
+        rig.place(200, 200, seed=3)
+        ros.spin_for(0.25)
+        res = call(ros, capture)
+        deadline = time.monotonic() + 15.0        # discovery may lag on a loaded machine
+        while not res.success and 'received' in res.message and time.monotonic() < deadline:
+            ros.spin_for(0.5)
+            res = call(ros, capture)
+        assert res.success, res.message
+        res = call(ros, capture)
+        assert res.success, res.message
+        messages = [res.message]
+        # 1 s of silence is kept back by the driver; the loudspeaker starts, the capture is
+        # requested, and only then the silence arrives, in a burst: it must not be recorded
+        rig.gain = 0.0
+        rig.audio_held.set()
+        ros.spin_for(1.0)
+        rig.gain = 1.0
+        fut = capture.call_async(Trigger.Request())
+        threading.Timer(0.15, rig.audio_held.clear).start()
+        assert ros.spin_until(fut.done, 20), 'capture timed out'
+        res = fut.result()
+        assert res.success, res.message
+        messages.append(res.message)
+        assert 'Traceback' not in fusion.text()
+    except BaseException:
+        print(f'----- {fusion.name} output -----\n{fusion.text()[-6000:]}')
+        raise
+    finally:
+        rig.close()
+        fusion.stop()
+    # recorded from the request on, not |offset| s later: the node reports the first recorded
+    # sample's time after the request (a wall-clock bound would also count DDS retransmission
+    # delays of the request / response, up to the 3 s heartbeat period of Fast DDS)
+    for m in messages:
+        found = re.search(r'from (-?[0-9.]+) s after the request', m)
+        assert found and 0.0 <= float(found.group(1)) < 0.2, m
+    recs = load_recordings(read_dataset(ds), RATE)
+    assert len(recs) == 3
+    for r in recs:
+        assert r.shape == (RATE // 2, 2)
+        silent = np.all(r == 0, axis=1)           # the held-back chunks are digital silence
+        assert silent.sum() <= RATE // 50, silent.sum()   # at most the delivery latency
+
+
 def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):
     from std_srvs.srv import Trigger
     ds = str(tmp_path / 'ds')
@@ -531,3 +612,22 @@ def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):
     assert all(r.shape == (int(0.3 * RATE), 2) for r in load_recordings(after, RATE))
     leftovers = [f for f in os.listdir(ds) if f.startswith('.') or f.endswith('.tmp')]
     assert leftovers == []
+
+
+def test_audio_timeline_maps_steady_time_to_audio_stamps():
+    """The offset is the smallest (arrival - end stamp) of the window; late chunks do not move
+    it, a stamp discontinuity restarts it, old chunks leave the window."""
+    from sbm_ros.nodes.av_fusion import AudioTimeline
+    s = 1_000_000_000
+    tl = AudioTimeline(window_ns=10 * s, jump_ns=s // 2)
+    assert tl.to_audio(5 * s) is None
+    lag = -3 * s                                     # audio clock 3 s ahead of the steady one
+    for k, late in enumerate([0.004, 0.002, 0.9, 0.003]):   # one chunk queued for 0.9 s
+        end = (k + 1) * s // 20 - lag
+        tl.add(int((k + 1) * s // 20 + late * s), end - s // 20, end)
+    assert tl.offset_ns == lag + s * 2 // 1000       # clock offset + the smallest latency
+    assert tl.to_audio(10 * s) == 10 * s - lag - s * 2 // 1000
+    tl.add(int(0.3 * s), 100 * s, 100 * s + s // 20)   # the stamps jump (driver restarted)
+    assert tl.resets == 1 and tl.offset_ns == int(0.3 * s) - 100 * s - s // 20
+    tl.add(int(20 * s), 100 * s + s // 20, 100 * s + s // 10)   # 20 s later: window moved on
+    assert tl.offset_ns == 20 * s - 100 * s - s // 10
