@@ -219,5 +219,10 @@ def test_alsa_virtual_device_to_localizer(setup, ros, localizer):
             'queue_size': 400, 'qos_depth': 1000, 'max_duration_s': 4.0})
         with cap:
             cap.wait_for(r"capturing from .*sbm_test_ears", timeout=10, spin=ros.spin_for)
-            _check_run(ros, setup['pcm'], chunks, infos, dirs, contiguous=False, n_dirs=5)
+            try:
+                _check_run(ros, setup['pcm'], chunks, infos, dirs, contiguous=False, n_dirs=5)
+            except AssertionError:
+                print(f'----- localiser output -----\n{localizer.text()[-6000:]}')
+                print(f'----- capture output -----\n{cap.text()[-3000:]}')
+                raise
     assert 'Traceback' not in cap.text()
