@@ -613,21 +613,3 @@ def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):
     leftovers = [f for f in os.listdir(ds) if f.startswith('.') or f.endswith('.tmp')]
     assert leftovers == []
 
-
-def test_audio_timeline_maps_steady_time_to_audio_stamps():
-    """The offset is the smallest (arrival - end stamp) of the window; late chunks do not move
-    it, a stamp discontinuity restarts it, old chunks leave the window."""
-    from sbm_ros.nodes.av_fusion import AudioTimeline
-    s = 1_000_000_000
-    tl = AudioTimeline(window_ns=10 * s, jump_ns=s // 2)
-    assert tl.to_audio(5 * s) is None
-    lag = -3 * s                                     # audio clock 3 s ahead of the steady one
-    for k, late in enumerate([0.004, 0.002, 0.9, 0.003]):   # one chunk queued for 0.9 s
-        end = (k + 1) * s // 20 - lag
-        tl.add(int((k + 1) * s // 20 + late * s), end - s // 20, end)
-    assert tl.offset_ns == lag + s * 2 // 1000       # clock offset + the smallest latency
-    assert tl.to_audio(10 * s) == 10 * s - lag - s * 2 // 1000
-    tl.add(int(0.3 * s), 100 * s, 100 * s + s // 20)   # the stamps jump (driver restarted)
-    assert tl.resets == 1 and tl.offset_ns == int(0.3 * s) - 100 * s - s // 20
-    tl.add(int(20 * s), 100 * s + s // 20, 100 * s + s // 10)   # 20 s later: window moved on
-    assert tl.offset_ns == 20 * s - 100 * s - s // 10
