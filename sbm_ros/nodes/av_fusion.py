@@ -255,7 +255,10 @@ class AvFusionNode(Node):
         else:
             self.get_logger().warning('audio_common_msgs is not installed: ~/capture_sample '
                                       'will refuse every capture (fusion works)')
+        # reliable, keep-last 100 (services default: 10): a burst of requests is queued until
+        # each is answered (refused at once while a capture runs), not dropped unanswered
         self.create_service(Trigger, '~/capture_sample', self._srv_capture,
+                            qos_profile=stream_qos('reliable', 100),
                             callback_group=self.capture_group)
         tg = self.timer_group
         self.create_service(Trigger, '~/train', self._srv_train, callback_group=tg)
@@ -335,9 +338,10 @@ class AvFusionNode(Node):
             if why is None:
                 self.camera_info = msg
         if why:
+            k = [float(v) for v in msg.k]
             self._warn('camera_info', f"'camera_info' refused: {why} (size {msg.width}x"
-                       f"{msg.height}, K={list(msg.k)}); captures are refused until a valid "
-                       'one arrives', period=10.0)
+                       f'{msg.height}, K={k}); captures are refused until a valid one arrives',
+                       period=10.0)
 
     def _on_image(self, msg: Image):
         self._note('image')
