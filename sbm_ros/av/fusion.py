@@ -140,31 +140,44 @@ def pair_statistics(sound: Sound, face: Face, cfg: MatchConfig) -> Tuple[float, 
     return d2, 0.5 * d2 + 0.5 * float(logdet)
 
 
+def _pair_arrays(sound: Sound, U, V, Wd, Hd, cfg: MatchConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`pair_statistics` of one sound against faces given as arrays (centre, size)."""
+    C = sanitize_cov(sound.cov, cfg.min_variance_px2)
+    s11 = C[0, 0] + (cfg.face_sigma * Wd) ** 2
+    s22 = C[1, 1] + (cfg.face_sigma * Hd) ** 2
+    s12 = C[0, 1]
+    det = s11 * s22 - s12 * s12
+    r0, r1 = U - sound.u, V + cfg.mouth_offset * Hd - sound.v
+    d2 = (s22 * r0 * r0 - 2 * s12 * r0 * r1 + s11 * r1 * r1) / det
+    return d2, 0.5 * d2 + 0.5 * (2 * math.log(2 * math.pi) + np.log(det))
+
+
 def match_sources(sounds: Sequence[Sound], faces: Sequence[Face],
                   cfg: MatchConfig = MatchConfig()) -> List[Match]:
     """One-to-one matches of sound sources to faces, gated (see the module docstring).
 
     Returns the matches sorted by sound order; a source with no admissible face is absent.
+    Linear in the number of faces: the statistics are computed on arrays, and the assignment
+    is solved over the faces admissible for some source only.
     """
     sounds = [s for s in sounds if s.confidence >= cfg.min_confidence
               and np.isfinite(s.u) and np.isfinite(s.v) and np.all(np.isfinite(s.cov))]
-    faces = [f for f in faces if np.isfinite(f.u) and np.isfinite(f.v)]
+    faces = [f for f in faces if np.all(np.isfinite((f.u, f.v, f.w, f.h)))]
     if not sounds or not faces:
         return []
-    n, m = len(sounds), len(faces)
-    d2 = np.empty((n, m))
-    nll = np.empty((n, m))
-    for i, s in enumerate(sounds):
-        for j, f in enumerate(faces):
-            d2[i, j], nll[i, j] = pair_statistics(s, f, cfg)
+    box = np.array([(f.u, f.v, f.w, f.h) for f in faces], float).T
+    stats = [_pair_arrays(s, *box, cfg) for s in sounds]
+    d2 = np.array([st[0] for st in stats])
+    nll = np.array([st[1] for st in stats])
     ok = d2 <= cfg.gate ** 2
-    if not ok.any():
+    cols = np.flatnonzero(ok.any(axis=0))
+    if not cols.size:
         return []
+    d2, nll, ok = d2[:, cols], nll[:, cols], ok[:, cols]
     big = (np.abs(nll[ok]).max() + 1.0) * 1e3 + 1e6   # 'forbidden' cost, larger than any sum
-    cost = np.where(ok, nll, big)
-    rows, cols = linear_sum_assignment(cost)
-    out = [Match(sounds[i], faces[j], float(d2[i, j]), float(nll[i, j]))
-           for i, j in zip(rows, cols) if ok[i, j]]
+    rows, cc = linear_sum_assignment(np.where(ok, nll, big))
+    out = [Match(sounds[i], faces[cols[j]], float(d2[i, j]), float(nll[i, j]))
+           for i, j in zip(rows, cc) if ok[i, j]]
     return sorted(out, key=lambda mt: sounds.index(mt.sound))
 
 
@@ -313,11 +326,64 @@ def iou(a: Face, b: Face) -> float:
     return inter / union if union > 0 else 0.0
 
 
+class _BoxIndex:
+    """Boxes indexed by size level and grid cell, to find the ones a box may overlap with an
+    IoU >= ``min_iou`` (> 0) without looking at every box.
+
+    IoU >= t needs intersection >= t * union, so each box's longer side is at least t times the
+    other's: with level e = frexp(longer side)[1] (2^(e-1) <= side < 2^e) the levels of such
+    boxes differ by at most ``span`` = ceil(log2(1 / t)) + 1. A box is filed under the cells of
+    side 2^e it covers at its own level (at most 2 x 2); a query looks at the cells it covers at
+    each level within ``span`` of its own. Boxes with a non-finite or empty size are not filed
+    (their IoU with anything is 0 or NaN).
+    """
+
+    def __init__(self, min_iou: float):
+        self.span = int(math.ceil(math.log2(1.0 / min_iou))) + 1
+        self._cells: Dict[Tuple[int, int, int], List[int]] = {}
+
+    @staticmethod
+    def _level(f: Face) -> Optional[int]:
+        m = max(f.w, f.h)
+        if not (math.isfinite(m) and m > 0 and math.isfinite(f.u) and math.isfinite(f.v)):
+            return None
+        return math.frexp(m)[1]
+
+    @staticmethod
+    def _cells_of(f: Face, e: int):
+        size = math.ldexp(1.0, e)
+        x0, y0, x1, y1 = f.box
+        for cx in range(math.floor(x0 / size), math.floor(x1 / size) + 1):
+            for cy in range(math.floor(y0 / size), math.floor(y1 / size) + 1):
+                yield (e, cx, cy)
+
+    def add(self, k: int, f: Face) -> None:
+        e = self._level(f)
+        if e is not None:
+            for c in self._cells_of(f, e):
+                self._cells.setdefault(c, []).append(k)
+
+    def candidates(self, f: Face) -> List[int]:
+        """Indices of the filed boxes that may overlap ``f`` enough, in filing order."""
+        e = self._level(f)
+        if e is None:
+            return []
+        found = set()
+        for level in range(e - self.span, e + self.span + 1):
+            for c in self._cells_of(f, level):
+                found.update(self._cells.get(c, ()))
+        return sorted(found)
+
+
 class FaceIdAssigner:
     """Stable ids for faces the detector left without one (``Detection2D.id == ''``): a face
     takes the id of the remembered face it overlaps most (IoU >= ``min_iou``), otherwise a new
     ``face_<n>``. Faces are remembered for ``max_age`` frames, so a frame where the detector
-    missed someone (or saw nobody) does not renumber the faces. Faces with an id keep it."""
+    missed someone (or saw nobody) does not renumber the faces. Faces with an id keep it.
+
+    Near-linear in the number of faces: each face is compared only with the remembered faces
+    a size-level grid (:class:`_BoxIndex`) gives as possible overlaps (with ``min_iou`` <= 0
+    every remembered face qualifies, and all are compared)."""
 
     def __init__(self, min_iou: float = 0.3, prefix: str = 'face_', max_age: int = 15):
         self.min_iou = float(min_iou)
@@ -327,21 +393,32 @@ class FaceIdAssigner:
         self._frame = 0
         self._next = 0
 
+    def _best(self, f: Face, known: List[Tuple[str, Face]], cands: Iterable[int],
+              used: set) -> Optional[str]:
+        best, best_iou = None, self.min_iou
+        for k in cands:
+            kid, p = known[k]
+            if kid in used:
+                continue
+            o = iou(f, p)
+            if o >= best_iou:
+                best, best_iou = kid, o
+        return best
+
     def assign(self, faces: Sequence[Face]) -> List[Face]:
         self._frame += 1
         out: List[Face] = []
         used = set(f.id for f in faces if f.id)
+        known = [(kid, p) for kid, (p, _) in self._known.items() if kid not in used]
+        index = _BoxIndex(self.min_iou) if self.min_iou > 0 else None
+        for k, (_, p) in enumerate(known if index is not None else ()):
+            index.add(k, p)
         for f in faces:
             if f.id:
                 out.append(f)
                 continue
-            best, best_iou = None, self.min_iou
-            for kid, (p, _) in self._known.items():
-                if kid in used:
-                    continue
-                o = iou(f, p)
-                if o >= best_iou:
-                    best, best_iou = kid, o
+            cands = index.candidates(f) if index is not None else range(len(known))
+            best = self._best(f, known, cands, used)
             if best is None:
                 best = f'{self.prefix}{self._next}'
                 self._next += 1

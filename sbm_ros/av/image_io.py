@@ -215,6 +215,11 @@ def _label_origin(placed: list, x0: int, y0: int, y1: int, tw: int, th: int, bas
     return x, rect[1] + th - base
 
 
+def _clip_int(x: float, lim: int) -> int:
+    """A coordinate OpenCV can take: rounded and clipped to [-lim, lim] (int32 overflows)."""
+    return int(round(min(max(float(x), -lim), lim)))
+
+
 def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
                  scores: Optional[dict] = None, speaking: Optional[set] = None,
                  n_sigma: float = 2.0, mouth: Optional[Sequence] = None) -> np.ndarray:
@@ -225,18 +230,25 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
     ``sounds``: objects with ``u, v, cov`` (2x2 px^2) and ``confidence``;
     ``scores``: {face id: speaking score}; ``speaking``: set of face ids drawn as speaking;
     ``mouth``: optional list of (u, v) mouth points drawn as small dots.
+
+    Never fails on coordinates: items with a non-finite position (or face size) are skipped,
+    huge ones clipped a few image sizes outside the image (:mod:`sbm_ros.av.overlay` reports
+    them).
     """
     cv2 = _cv2()
     img = np.ascontiguousarray(bgr).copy()
     H, W = img.shape[:2]
+    lim = 4 * max(H, W)  # drawing beyond this draws nothing more, and OpenCV needs int32
     thick = max(1, int(round(min(H, W) / 240)))
     scores = scores or {}
     speaking = speaking or set()
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick
     placed = []          # label rectangles already drawn (x0, y0, x1, y1): labels never overlap
     for f in faces:
-        x0, y0 = int(round(f.u - f.w / 2)), int(round(f.v - f.h / 2))
-        x1, y1 = int(round(f.u + f.w / 2)), int(round(f.v + f.h / 2))
+        if not all(np.isfinite((f.u, f.v, f.w, f.h))):
+            continue
+        x0, y0 = _clip_int(f.u - f.w / 2, lim), _clip_int(f.v - f.h / 2, lim)
+        x1, y1 = _clip_int(f.u + f.w / 2, lim), _clip_int(f.v + f.h / 2, lim)
         talk = f.id in speaking
         color = COLOR_SPEAKING if talk else COLOR_FACE
         cv2.rectangle(img, (x0, y0), (x1, y1), color, 3 * thick if talk else thick)
@@ -245,21 +257,30 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
         org = _label_origin(placed, x0, y0, y1, tw, th, base, W, H)
         cv2.putText(img, label, org, font, scale, color, thick, cv2.LINE_AA)
     for (mu, mv) in (mouth or []):
-        cv2.circle(img, (int(round(mu)), int(round(mv))), 2 * thick, COLOR_FACE, -1)
+        if np.isfinite(mu) and np.isfinite(mv):
+            cv2.circle(img, (_clip_int(mu, lim), _clip_int(mv, lim)), 2 * thick, COLOR_FACE, -1)
     for s in sounds:
         u, v = float(s.u), float(s.v)
         if not (np.isfinite(u) and np.isfinite(v)):
             continue
-        a, b, ang = ellipse_axes(s.cov, n_sigma)
-        lim = 4 * max(H, W)  # keep huge ellipses drawable
-        cv2.ellipse(img, (int(round(u)), int(round(v))),
-                    (int(round(min(a, lim))), int(round(min(b, lim)))), ang, 0, 360,
-                    COLOR_SOUND, thick, cv2.LINE_AA)
-        r = 6 * thick
-        cv2.line(img, (int(u) - r, int(v)), (int(u) + r, int(v)), COLOR_SOUND, thick)
-        cv2.line(img, (int(u), int(v) - r), (int(u), int(v) + r), COLOR_SOUND, thick)
-        conf = getattr(s, 'confidence', None)
-        if conf is not None:
-            cv2.putText(img, f'{conf:.2f}', (int(u) + r, int(v) - r), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * thick, COLOR_SOUND, thick, cv2.LINE_AA)
+        _draw_sound(cv2, img, s, _clip_int(u, lim), _clip_int(v, lim), n_sigma, lim, thick)
     return img
+
+
+def _draw_sound(cv2, img, s, u: int, v: int, n_sigma: float, lim: int, thick: int) -> None:
+    """A sound estimate at integer pixel (u, v): its uncertainty ellipse (when the covariance
+    is finite), a cross and its confidence."""
+    try:
+        a, b, ang = ellipse_axes(s.cov, n_sigma)
+    except (ValueError, np.linalg.LinAlgError):
+        a = b = ang = float('nan')
+    if np.isfinite(a) and np.isfinite(b) and np.isfinite(ang):
+        cv2.ellipse(img, (u, v), (_clip_int(a, lim), _clip_int(b, lim)), ang, 0, 360,
+                    COLOR_SOUND, thick, cv2.LINE_AA)
+    r = 6 * thick
+    cv2.line(img, (u - r, v), (u + r, v), COLOR_SOUND, thick)
+    cv2.line(img, (u, v - r), (u, v + r), COLOR_SOUND, thick)
+    conf = getattr(s, 'confidence', None)
+    if conf is not None and np.isfinite(conf):
+        cv2.putText(img, f'{conf:.2f}', (u + r, v - r), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, COLOR_SOUND, thick, cv2.LINE_AA)

@@ -153,6 +153,7 @@ class Rig:
         self.AudioDataStamped = AudioDataStamped
         self.bg = background()
         self.gain = gain
+        self.camera_k = None                       # set: camera_info carries this K instead
         self.img = None
         self.buf = np.zeros((RATE, 2))
         self.pos = 0
@@ -193,7 +194,10 @@ class Rig:
         with self._lock:
             img = self.img
         stamp = self.node.get_clock().now().to_msg()
-        self.pub_ci.publish(camera_info_msg(stamp))
+        ci = camera_info_msg(stamp)
+        if self.camera_k is not None:
+            ci.k = list(self.camera_k)
+        self.pub_ci.publish(ci)
         if img is not None:
             self.pub_img.publish(image_msg(img, 'mono8', stamp))
 
@@ -320,6 +324,24 @@ def test_speaking_face_and_overlay(ros, tmp_path):
         fusion.wait_for(r'outside the 640x480 image', 15, spin=ros.spin_for)
         frame((455, 255), sound_frame='other_camera')
         fusion.wait_for(r"frame 'other_camera' differs", 15, spin=ros.spin_for)
+        # absurd coordinates (issue 13): a face box of 1e10 px is clipped when drawn, a sound
+        # at 1e10 px is not drawn (a warning says so), a face with a NaN box is ignored; the
+        # node keeps publishing overlays
+        n_ov = len(overlays)
+        frame((1e10, -1e10), faces_=[('', 200, 220, 1e10, 1e10)] + faces[1:])
+        fusion.wait_for(r"overlay: 1 item\(s\) not drawn: sound 'source_0'", 15,
+                        spin=ros.spin_for)
+        # (the warning about ignored faces is throttled: 5 s after the one above)
+        deadline = time.monotonic() + 20.0
+        while not fusion.count(r'non-finite box') and time.monotonic() < deadline:
+            frame((455, 255), faces_=[('', float('nan'), 220, 90, 110)] + faces)
+            ros.spin_for(0.2)
+        assert fusion.count(r"ignored 1 detection\(s\) of the 640x480 image: face: "
+                            r'non-finite box \(nan, 220\.0, 90\.0, 110\.0\)'), fusion.text()
+        deadline = time.monotonic() + 20.0
+        while len(overlays) < n_ov + 3 and time.monotonic() < deadline:
+            frame((455, 255))
+        assert len(overlays) >= n_ov + 3 and fusion.alive
         frame(None, faces_=[])
 
         # the talker changes: left face speaks, right face stops (release 0.3 s)
@@ -614,20 +636,54 @@ def test_sigkill_during_capture_keeps_the_dataset(ros, tmp_path):
     assert leftovers == []
 
 
-def test_audio_timeline_maps_steady_time_to_audio_stamps():
-    """The offset is the smallest (arrival - end stamp) of the window; late chunks do not move
-    it, a stamp discontinuity restarts it, old chunks leave the window."""
-    from sbm_ros.nodes.av_fusion import AudioTimeline
-    s = 1_000_000_000
-    tl = AudioTimeline(window_ns=10 * s, jump_ns=s // 2)
-    assert tl.to_audio(5 * s) is None
-    lag = -3 * s                                     # audio clock 3 s ahead of the steady one
-    for k, late in enumerate([0.004, 0.002, 0.9, 0.003]):   # one chunk queued for 0.9 s
-        end = (k + 1) * s // 20 - lag
-        tl.add(int((k + 1) * s // 20 + late * s), end - s // 20, end)
-    assert tl.offset_ns == lag + s * 2 // 1000       # clock offset + the smallest latency
-    assert tl.to_audio(10 * s) == 10 * s - lag - s * 2 // 1000
-    tl.add(int(0.3 * s), 100 * s, 100 * s + s // 20)   # the stamps jump (driver restarted)
-    assert tl.resets == 1 and tl.offset_ns == int(0.3 * s) - 100 * s - s // 20
-    tl.add(int(20 * s), 100 * s + s // 20, 100 * s + s // 10)   # 20 s later: window moved on
-    assert tl.offset_ns == 20 * s - 100 * s - s // 10
+def test_bad_camera_info_refused_and_concurrent_captures_all_answered(ros, tmp_path):
+    """Issue 13: camera_info with fx = 0 is refused (nothing written to camera.json); more
+    than 10 concurrent ~/capture_sample calls all get an answer: one capture runs, the others
+    are refused at once."""
+    from std_srvs.srv import Trigger
+    ds = str(tmp_path / 'ds')
+    rig = Rig(ros)
+    rig.camera_k = [0.0] + CAM.K.reshape(-1).tolist()[1:]
+    fusion = NodeProcess('av_fusion', DOMAIN, name='av_fusion_busy',
+                         params={'dataset_dir': ds, 'capture_duration': 0.5,
+                                 'marker_id': MARKER_ID})
+    try:
+        fusion.start()
+        capture = ros.node.create_client(Trigger, '/av_fusion_busy/capture_sample')
+        fusion.wait_for('av_fusion ready', 15, spin=ros.spin_for)
+        rig.place(250, 200, seed=5)
+        fusion.wait_for(r"'camera_info' refused: focal lengths fx = 0", 15, spin=ros.spin_for)
+        res = call(ros, capture)
+        assert not res.success and 'fx = 0' in res.message, res.message
+        assert not os.path.exists(os.path.join(ds, 'camera.json'))
+        rig.camera_k = None                           # a calibrated camera again
+        res = call(ros, capture)
+        deadline = time.monotonic() + 15.0            # discovery may lag on a loaded machine
+        while not res.success and time.monotonic() < deadline:
+            ros.spin_for(0.5)
+            res = call(ros, capture)
+        assert res.success, res.message
+        # 14 callers at once: every one is answered. (Separate clients: one client firing 14
+        # requests would need a response queue deeper than the default 10 of its own QoS.)
+        callers = [ros.node.create_client(Trigger, '/av_fusion_busy/capture_sample')
+                   for _ in range(14)]
+        assert all(c.wait_for_service(timeout_sec=10.0) for c in callers)
+        ros.spin_for(0.5)                             # the responses' way back discovered too
+        futs = [c.call_async(Trigger.Request()) for c in callers]
+        assert ros.spin_until(lambda: all(f.done() for f in futs), 30), \
+            f'{sum(f.done() for f in futs)} of 14 answered'
+        answers = [(f.result().success, f.result().message) for f in futs]
+        ok = [m for good, m in answers if good]
+        busy = [m for good, m in answers if not good and 'a capture is already running' in m]
+        assert ok and len(ok) + len(busy) == 14, answers
+        assert fusion.count(r'capture refused: a capture is already running') == len(busy)
+        assert 'Traceback' not in fusion.text()
+        for c in callers:
+            ros.node.destroy_client(c)
+    except BaseException:
+        print(f'----- {fusion.name} output -----\n{fusion.text()[-6000:]}')
+        raise
+    finally:
+        rig.close()
+        fusion.stop()
+    assert len(read_dataset(ds)) == 1 + len(ok)
