@@ -17,16 +17,16 @@ Choices where the paper is silent:
   deviation of the source (square root of the mean diagonal of its covariance block), in target
   units; ``confidence_scale`` defaults to 2 degrees, or 2 degrees' worth of pixels.
 * **Outside the recorded field.** A model written by ``sbm-train`` stores the field it was
-  calibrated on (``info["field"]``: bounding box of the positions and a margin of one grid step
-  per target dimension). GLLiM extrapolates linearly, and with few positions a window unlike the
-  training data can land a posterior mean anywhere (hundreds of millions of degrees were seen
-  with K = 32 on 37 recordings). Estimates are therefore **clipped and flagged**:
-  ``outside_by`` is the distance of the raw posterior mean to the bounding box (target units),
-  ``in_field`` is False when it exceeds the margin, and the published position is clipped to the
-  box plus the margin; the squared clipping offset is added to the covariance diagonal so the
-  reported uncertainty still covers the raw answer. A non-finite mean is published at the
-  field's centre, ``in_field`` False, confidence 0. Models without a field (older files, the
-  benchmark's own models) are not clipped.
+  calibrated on (``info["field"]``: bounding box of the positions and a margin of one grid step,
+  at least a tenth of the span, per target dimension). GLLiM extrapolates linearly, and with few
+  positions a window unlike the training data can land a posterior mean anywhere (hundreds of
+  millions of degrees were seen with K = 32 on 37 recordings). Estimates are therefore
+  **clipped and flagged**: ``outside_by`` is the distance of the raw posterior mean to the
+  bounding box (target units), ``in_field`` is False when it exceeds the margin, and the
+  published position is clipped to the box plus the margin; the squared clipping offset is
+  added to the covariance diagonal so the reported uncertainty still covers the raw answer. A
+  non-finite mean is published at the field's centre, ``in_field`` False, confidence 0. Models
+  without a field (older files, the benchmark's own models) are not clipped.
 * **Two sources.** The L = 4 posterior mean is split into two sources in the model's canonical
   order; each source's covariance is the matching 2 x 2 block of the mixture covariance.
 * **Automatic source count** (``n_sources=0`` with a one-source ``model`` and a two-source

@@ -67,11 +67,13 @@ def _phat_line(recordings, targets, cfg, say) -> Optional[dict]:
 
 
 def _field(targets: np.ndarray) -> dict:
-    """The recorded field per target dimension: bounding box and margin (one grid step)."""
+    """The recorded field per target dimension: bounding box and margin (one grid step, at
+    least a tenth of the span: positions from a pixel grid have irregular degree steps)."""
     from .calibration import grid_steps
     T = np.asarray(targets, float)
+    margin = np.maximum(grid_steps(T), 0.1 * np.ptp(T, axis=0))
     return {"lo": [float(v) for v in T.min(axis=0)], "hi": [float(v) for v in T.max(axis=0)],
-            "margin": [float(v) for v in grid_steps(T)]}
+            "margin": [float(v) for v in margin]}
 
 
 def _distinct_pairs(targets: np.ndarray) -> int:
@@ -171,7 +173,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
             f"cross-validated error at unrecorded positions (mean absolute, {ds.units}): "
             f"{cv_txt}")
         extra = {"frame_corr": float(fc), "cov_scale": float(cr.cov_scale),
-                 "cov_scale_median": float(cr.cov_scale_median), "subdiv": int(cr.subdiv),
+                 "cov_scale_q95": float(cr.cov_scale_q95), "subdiv": int(cr.subdiv),
                  "cv_error": dict(zip(names, cr.cv_error)), "k_rule": cr.k_rule,
                  "cv_table": {str(k): v for k, v in cr.cv_table.items()},
                  "cv_heldout_positions": cr.n_heldout, "n_positions": cr.n_positions}
