@@ -1,8 +1,13 @@
 """Command-line tools: ``sbm-train`` and ``sbm-localize``.
 
 ``sbm-train DATASET_DIR -o MODEL.npz`` fits a one- or two-source SBM model from a dataset folder
-(format in :mod:`sbm_ros.core.dataset`). ``sbm-localize MODEL AUDIO.wav`` slides the model over a
-stereo recording and prints one JSON object per window.
+(format in :mod:`sbm_ros.core.dataset`). For one source it calibrates safely from few positions
+(:mod:`sbm_ros.core.calibration`): refuses too few or degenerate position sets saying what to
+record, chooses K by cross-validation over positions unless ``-K`` is given, and prints and stores
+in the model the cross-validated error at unrecorded positions.
+``sbm-localize MODEL AUDIO.wav`` slides the model over a stereo recording and prints one JSON
+object per window; each estimate carries ``in_field`` and ``outside_by`` (estimates outside the
+recorded field are clipped to it and flagged, see :mod:`sbm_ros.core.localizer`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", type=int, choices=(1, 2), default=1,
                    help="number of simultaneous sources the model localises (default 1)")
     p.add_argument("-K", "--components", type=int, default=None,
-                   help="number of affine components (default 32 for 1 source, 100 for 2)")
+                   help="number of affine components (default: one source, chosen by "
+                   "cross-validation over positions; two sources, 100, capped at half the "
+                   "distinct position pairs)")
     p.add_argument("--features", choices=("ilpd", "ild", "ipd"), default="ilpd",
                    help="binaural features (default ilpd)")
     p.add_argument("--pairs", type=int, default=20000,
@@ -37,7 +44,14 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-6, help="relative log-likelihood tolerance")
     p.add_argument("--seed", type=int, default=0, help="random seed (initialisation, pairs)")
     p.add_argument("--auto-components", action="store_true",
-                   help="without -K: cap K at N/5 for small datasets")
+                   help="kept for compatibility: one source already chooses K from the data "
+                   "by default; for two sources (or with --no-calibration) it caps K at N/5")
+    p.add_argument("--subdiv", type=int, default=None,
+                   help="one source: interpolated training vectors per gap between recorded "
+                   "positions (default: automatic, about 1500 vectors, at most 8)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="one source: the plain paper protocol (no densification, no "
+                   "cross-validation, Theorem 1 with GLLiM's noise; K=32 without -K)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
 
@@ -56,7 +70,7 @@ def train_main(argv=None) -> int:
                     level_std_db=args.level_std_db, azimuth_only=args.azimuth_only,
                     sample_rate=args.sample_rate, max_iter=args.max_iter, tol=args.tol,
                     seed=args.seed, auto_k=args.auto_components, verbose=not args.quiet,
-                    log=say)
+                    log=say, calibrate=not args.no_calibration, subdiv=args.subdiv)
     except TrainingError as exc:
         print(f"sbm-train: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,17 @@ Choices where the paper is silent:
 * **Confidence.** ``1 / (1 + r / confidence_scale)`` with ``r`` the RMS posterior standard
   deviation of the source (square root of the mean diagonal of its covariance block), in target
   units; ``confidence_scale`` defaults to 2 degrees, or 2 degrees' worth of pixels.
+* **Outside the recorded field.** A model written by ``sbm-train`` stores the field it was
+  calibrated on (``info["field"]``: bounding box of the positions and a margin of one grid step,
+  at least a tenth of the span, per target dimension). GLLiM extrapolates linearly, and with few
+  positions a window unlike the training data can land a posterior mean anywhere (hundreds of
+  millions of degrees were seen with K = 32 on 37 recordings). Estimates are therefore
+  **clipped and flagged**: ``outside_by`` is the distance of the raw posterior mean to the
+  bounding box (target units), ``in_field`` is False when it exceeds the margin, and the
+  published position is clipped to the box plus the margin; the squared clipping offset is
+  added to the covariance diagonal so the reported uncertainty still covers the raw answer. A
+  non-finite mean is published at the field's centre, ``in_field`` False, confidence 0. Models
+  without a field (older files, the benchmark's own models) are not clipped.
 * **Two sources.** The L = 4 posterior mean is split into two sources in the model's canonical
   order; each source's covariance is the matching 2 x 2 block of the mixture covariance.
 * **Automatic source count** (``n_sources=0`` with a one-source ``model`` and a two-source
@@ -50,11 +61,16 @@ class SourceEstimate:
     position: np.ndarray        # (l,) in the model's target units
     covariance: np.ndarray      # (l, l)
     confidence: float
+    in_field: bool = True       # False: the posterior mean lay outside the recorded field
+    outside_by: float = 0.0     # distance of the raw posterior mean to the field (target units)
 
     def to_dict(self, names) -> dict:
         return {"position": {n: float(v) for n, v in zip(names, self.position)},
                 "covariance": np.round(self.covariance, 6).tolist(),
-                "confidence": round(float(self.confidence), 4)}
+                "confidence": round(float(self.confidence), 4),
+                "in_field": bool(self.in_field),
+                "outside_by": (round(float(self.outside_by), 4)
+                               if np.isfinite(self.outside_by) else None)}
 
 
 @dataclass
@@ -156,6 +172,7 @@ class SBMLocalizer:
         self.auto_min_separation = float(auto_min_separation)
         self.frames_pushed = 0
         self.last_evidence_ratio = float("nan")
+        self.field = _field_box(model)
 
     def reset(self, keep_noise_floor: bool = True) -> None:
         """Flush the window and the pending samples (e.g. after a time jump or a gap)."""
@@ -218,12 +235,46 @@ class SBMLocalizer:
         sources = []
         for m in range(n_src):
             sl = slice(m * lps, (m + 1) * lps)
-            c = cov[sl, sl]
-            r = float(np.sqrt(max(np.trace(c) / lps, 0.0)))
-            sources.append(SourceEstimate(position=mean[sl].copy(), covariance=c.copy(),
-                                          confidence=1.0 / (1.0 + r / self.confidence_scale)))
+            pos, c = mean[sl].copy(), cov[sl, sl].copy()
+            inside, outside_by = True, 0.0
+            if self.field is not None:
+                pos, c, inside, outside_by = _clip_to_field(pos, c, *self.field)
+            r = float(np.sqrt(max(np.trace(c) / lps, 0.0))) if np.all(np.isfinite(c)) else np.inf
+            sources.append(SourceEstimate(position=pos, covariance=c,
+                                          confidence=1.0 / (1.0 + r / self.confidence_scale),
+                                          in_field=inside, outside_by=outside_by))
         return Estimate(sources=sources, active_fraction=frac, n_active=post.n_active,
                         end_sample=self.end_sample, n_frames=w.n_frames, posterior=post)
+
+
+def _field_box(model: SBMModel):
+    """(lo, hi, margin) arrays of the model's recorded field per source dimension, or None."""
+    f = model.info.get("field") if isinstance(model.info, dict) else None
+    if not f:
+        return None
+    try:
+        lo, hi, margin = (np.asarray(f[k], dtype=np.float64) for k in ("lo", "hi", "margin"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    lps = model.dims_per_source
+    if not (lo.shape == hi.shape == margin.shape == (lps,)) or not np.all(np.isfinite(
+            np.concatenate([lo, hi, margin]))):
+        return None
+    return lo, hi, np.maximum(margin, 0.0)
+
+
+def _clip_to_field(pos, cov, lo, hi, margin):
+    """(position, covariance, in_field, outside_by) after clipping to the box + margin."""
+    if not np.all(np.isfinite(pos)):
+        return (0.5 * (lo + hi), np.diag((0.5 * (hi - lo) + margin) ** 2 + 1e-12), False,
+                float("inf"))
+    outside_by = float(np.linalg.norm(pos - np.clip(pos, lo, hi)))
+    clipped = np.clip(pos, lo - margin, hi + margin)
+    inside = bool(np.all(np.abs(pos - np.clip(pos, lo, hi)) <= margin + 1e-9))
+    if not inside:
+        d = pos - clipped
+        cov = cov + np.diag(d * d)
+    return clipped, cov, inside, outside_by
 
 
 def _noise_model(model: SBMModel):

@@ -183,3 +183,70 @@ def test_cli_output_into_a_closed_pipe_exits_quietly(dataset, tmp_path):
                           timeout=120)
     assert proc.stdout.count('\n') == 1 and json.loads(proc.stdout)['estimates']
     assert 'Traceback' not in proc.stderr and 'BrokenPipe' not in proc.stderr, proc.stderr
+
+
+def _az_only_dataset(root, az_values, el=0.0):
+    return synth.make_dataset(str(root), az_values, [el], duration=0.5)
+
+
+def test_sbm_train_refuses_too_few_or_degenerate_positions(tmp_path, capsys):
+    few = tmp_path / 'few'
+    _az_only_dataset(few, [-10.0, 0.0, 10.0])
+    assert cli.train_main([str(few), '-o', str(tmp_path / 'm.npz')]) == 2
+    err = capsys.readouterr().err
+    assert 'at least 5 distinct positions' in err and 'record more' in err
+    flat = tmp_path / 'flat'
+    _az_only_dataset(flat, np.linspace(-20, 20, 7), el=5.0)
+    assert cli.train_main([str(flat), '-o', str(tmp_path / 'm.npz')]) == 2
+    err = capsys.readouterr().err
+    assert 'same elevation_deg' in err and '--azimuth-only' in err
+    assert not os.path.exists(tmp_path / 'm.npz')
+    # the same recordings are fine for azimuth only; K = positions - 1 for a 1-D field
+    m = str(tmp_path / 'az.npz')
+    assert cli.train_main([str(flat), '-o', m, '--azimuth-only']) == 0
+    err = capsys.readouterr().err
+    assert 'cross-validated error' in err and 'positions - 1' in err
+    model = SBMModel.load(m)
+    assert model.n_components == 6 and model.hierarchical
+    assert np.isfinite(model.info['cv_error']['azimuth_deg'])
+    field = model.info['field']
+    assert field['lo'] == [-20.0] and field['hi'] == [20.0]
+    assert field['margin'] == [pytest.approx(40.0 / 6)]
+
+
+def test_sbm_train_default_chooses_k_and_guards_two_sources(dataset, tmp_path, capsys):
+    m = str(tmp_path / 'm.npz')
+    assert cli.train_main([dataset, '-o', m, '--subdiv', '2']) == 0
+    err = capsys.readouterr().err
+    assert 'chosen by cross-validation' in err and 'cross-validated error' in err
+    model = SBMModel.load(m)
+    assert model.info['k_rule'] == 'cv' and str(model.n_components) in model.info['cv_table']
+    assert set(model.info['cv_error']) == {'azimuth_deg', 'elevation_deg'}
+    # two sources: K above the distinct position pairs is refused with what to do
+    few = tmp_path / 'few'
+    _az_only_dataset(few, np.linspace(-20, 20, 5))
+    # --auto-components still works (compatibility)
+    assert cli.train_main([str(few), '-o', m, '--azimuth-only', '--auto-components', '-q']) == 0
+    assert cli.train_main([str(few), '-o', m, '--sources', '2', '--azimuth-only', '-K', '30',
+                           '--pairs', '200', '-q']) == 2
+    assert '10 distinct position pairs' in capsys.readouterr().err
+
+
+def test_estimates_outside_the_field_are_clipped_and_flagged(tmp_path, capsys):
+    ds = tmp_path / 'ds'
+    _az_only_dataset(ds, np.linspace(-10, 10, 5))
+    m = str(tmp_path / 'm.npz')
+    assert cli.train_main([str(ds), '-o', m, '--azimuth-only', '-q']) == 0
+    wav = str(tmp_path / 'far.wav')
+    x = synth.render(synth.babble(2 * 16000, 5), 60.0, 0.0)
+    write_wav(wav, x + 1e-4 * np.random.default_rng(1).normal(size=x.shape), 16000)
+    capsys.readouterr()
+    assert cli.localize_main([m, wav, '--hop', '0.2']) == 0
+    ests = [e for ln in capsys.readouterr().out.splitlines()
+            for e in json.loads(ln)['estimates']]
+    assert ests
+    for e in ests:
+        assert -15.0 - 1e-6 <= e['position']['azimuth_deg'] <= 15.0 + 1e-6
+        # 60 degrees is 50 beyond the recorded field: flagged, and clipped to its margin
+        assert e['in_field'] is False and e['outside_by'] > 5.0
+        assert e['position']['azimuth_deg'] == pytest.approx(15.0)

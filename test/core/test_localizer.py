@@ -102,3 +102,17 @@ def test_automatic_mode_needs_both_models(models):
         SBMLocalizer(m1, n_sources=0)
     with pytest.raises(ValueError, match='localises 1 source'):
         SBMLocalizer(m1, n_sources=2)
+
+
+def test_clip_to_field_marks_and_clips_extrapolation():
+    from sbm_ros.core.localizer import _clip_to_field
+    lo, hi, margin = np.array([-30.0, -10.0]), np.array([30.0, 10.0]), np.array([5.0, 5.0])
+    cov = np.eye(2)
+    pos, c, inside, by = _clip_to_field(np.array([33.0, 0.0]), cov, lo, hi, margin)
+    assert inside and by == pytest.approx(3.0) and np.allclose(pos, [33.0, 0.0])
+    assert np.allclose(c, cov)
+    pos, c, inside, by = _clip_to_field(np.array([1e8, -20.0]), cov, lo, hi, margin)
+    assert not inside and np.allclose(pos, [35.0, -15.0]) and by > 1e7
+    assert c[0, 0] > 1e15 and c[1, 1] == pytest.approx(1.0 + 25.0)   # covers the raw answer
+    pos, c, inside, by = _clip_to_field(np.array([np.nan, 0.0]), cov, lo, hi, margin)
+    assert not inside and np.allclose(pos, [0.0, 0.0]) and by == np.inf
