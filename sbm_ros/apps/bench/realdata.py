@@ -26,7 +26,9 @@ Protocol
 * **Cases**: Surrey, per room: *trained* (train and test the 13 directions 5 deg apart),
   *held-out* (train the 7 at multiples of 10 deg, test the 6 between), *two talkers* (SBM-2
   trained on the 13; test: two utterances at equal level at two of the 13 directions at least
-  10 deg apart); *room change* both ways (train one room, test the other, trained directions).
+  10 deg apart; the utterance u with the utterance u + 1, or in quick mode, with one utterance,
+  with itself shifted by half its length); *room change* both ways (train one room, test the
+  other, trained directions).
   SONICOM, per subject: *trained* (train and test the 13 x 7 grid), *held-out rows* (train the
   rows -30, -10, 10, 30, test the whole rows -20, 0, 20), and *cross-head* (train one subject's
   grid, test the other's).
