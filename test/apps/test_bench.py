@@ -1,7 +1,9 @@
 """The benchmark command (`sbm-bench --quick`): produces its report and plots, and they are sane.
 
-Runs the quick mode once (about 2 minutes on 2 cores) into a temporary folder; needs the
-virtual head's dependencies (slab's KEMAR set, cached after the first use) and espeak-ng.
+Runs the quick mode once (about 2 minutes on 2 cores, of which the real-data section about
+20 s) into a temporary folder; needs the virtual head's dependencies (slab's KEMAR set, cached
+after the first use) and espeak-ng. The real-data section reads ``../shared/data`` next to the
+checkout (or ``$SBM_DATA_DIR``); without it those tests are skipped.
 """
 
 import math
@@ -18,6 +20,8 @@ if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed (speech test signals)", allow_module_level=True)
 
 from sbm_ros.apps import bench  # noqa: E402
+from sbm_ros.apps.bench import cli as bench_cli  # noqa: E402
+from sbm_ros.apps.bench.realdata import resolve_data_dir  # noqa: E402
 
 NUM = r"([0-9]+(?:\.[0-9]+)?)"
 PM = NUM + r" ± " + NUM
@@ -203,3 +207,106 @@ def test_xllim_row_or_reason(quick_run):
     for r in rows:
         az = re.fullmatch(PM, r[3])
         assert az and float(az.group(1)) < 10.0, r
+
+
+def _realdata_rows(text):
+    """{(case, speech): parsed row} of the real-data table."""
+    sec = _section(text, "## Real measured data")
+    rows = {}
+    for cells in _table_rows(sec[sec.index("| case"):]):
+        assert len(cells) == 11, cells
+        az, ph = re.fullmatch(PM, cells[4]), re.fullmatch(PM, cells[7])
+        assert az and ph, cells
+        el = re.fullmatch(PM, cells[5])
+        rho = cells[10].replace("−", "-")
+        rows[(cells[0], cells[1])] = dict(
+            method=cells[3].split()[0], az=float(az.group(1)), az_std=float(az.group(2)),
+            el=float(el.group(1)) if el else None, over5=float(cells[6]),
+            phat=float(ph.group(1)), phat_over5=float(cells[8]), coverage=float(cells[9]),
+            rho=None if rho == "–" else float(rho))
+    return rows
+
+
+def test_realdata_section_runs_on_the_shared_data(quick_run):
+    out_dir, text = quick_run
+    assert "## Real measured data" in text
+    sec = _section(text, "## Real measured data")
+    if resolve_data_dir()[0] is None:
+        assert "**Not run**" in sec and "RealRoomBRIRs" in sec and "spatialaudiometrics" in sec
+        pytest.skip("no real-data folder (../shared/data or $SBM_DATA_DIR)")
+    rows = _realdata_rows(text)
+    cases = {c for c, _ in rows}
+    assert {"Surrey Room A, trained", "Surrey Room A, held-out", "Surrey Room A, two talkers",
+            "Surrey anechoic → Room A"} <= cases, cases
+    assert {k for _, k in rows} == {"ARCTIC", "espeak-ng"}
+    for key, r in rows.items():
+        for v in (r["az"], r["az_std"], r["phat"], r["coverage"]):
+            assert math.isfinite(v) and v >= 0.0, (key, r)
+        assert 0.0 <= r["over5"] <= 100.0 and 0.0 <= r["phat_over5"] <= 100.0, (key, r)
+        assert r["coverage"] <= 100.0, (key, r)
+        assert r["rho"] is None or -1.0 <= r["rho"] <= 1.0, (key, r)
+        assert r["method"] == ("SBM-2" if "two talkers" in key[0] else "SBM-1"), (key, r)
+    for kind in ("ARCTIC", "espeak-ng"):
+        # sanity of the data and the rendering, not a target for SBM: PHAT on the trained
+        # directions of the real room is well under 2 degrees
+        assert rows[("Surrey Room A, trained", kind)]["phat"] < 2.0, rows
+    sonicom = [r for (c, _), r in rows.items() if c.startswith("SONICOM")]
+    for r in sonicom:
+        assert r["el"] is not None and math.isfinite(r["el"]), r
+    assert "found by" in sec and "Section run time" in sec
+    assert "negative" in sec                       # the reader is told which sign is good
+    assert (out_dir / "bench_realdata.png").exists()
+    assert "](bench_realdata.png)" in sec
+
+
+def test_quick_and_partial_runs_do_not_write_to_docs(monkeypatch):
+    """Only a full run of every section defaults to the committed docs/ report."""
+    seen = []
+
+    def fake_run(bc):
+        seen.append(bc)
+        return dict(report="", report_path=os.path.join(bc.out_dir, "benchmark.md"), plots=[],
+                    runtime_s=0.0)
+
+    monkeypatch.setattr(bench_cli, "run", fake_run)
+    for argv in (["--quick"], ["--quick", "--only", "realdata"], ["--only", "realdata"],
+                 ["--only", "virtual"], []):
+        assert bench_cli.main(argv) == 0
+    dirs = [os.path.normpath(bc.out_dir) for bc in seen]
+    assert dirs[:4] == ["out/bench-quick", "out/bench-quick-realdata", "out/bench-realdata",
+                        "out/bench-virtual"], dirs
+    assert dirs[4] == "docs"
+    assert all(not d.startswith("docs") for d in dirs[:4])
+    assert (seen[1].virtual, seen[1].realdata) == (False, True)
+    assert (seen[3].virtual, seen[3].realdata) == (True, False)
+    assert seen[0].quick and seen[0].virtual and seen[0].realdata
+
+
+def test_data_dir_resolution(tmp_path, monkeypatch):
+    d, how = resolve_data_dir(str(tmp_path))
+    assert d == str(tmp_path) and how == "--data-dir"
+    d, how = resolve_data_dir(str(tmp_path / "missing"))
+    assert d is None and "missing" in how
+    monkeypatch.setattr("sbm_ros.apps.bench.realdata._checkout_data_dir",
+                        lambda: str(tmp_path / "nowhere"))
+    monkeypatch.setenv("SBM_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir() == (str(tmp_path), "$SBM_DATA_DIR")
+    monkeypatch.delenv("SBM_DATA_DIR")
+    assert resolve_data_dir()[0] is None
+
+
+def test_realdata_skips_with_download_advice(tmp_path, monkeypatch):
+    from sbm_ros.apps.bench.common import BenchConfig
+    from sbm_ros.apps.bench.realdata import run_realdata
+    from sbm_ros.apps.bench.report import _realdata_section
+
+    out = {}
+    res = run_realdata(BenchConfig.make(True, data_dir=str(tmp_path / "missing")), out)
+    assert out["realdata"] is res and res["skipped"] and not res["rows"]
+    lines = []
+    _realdata_section(lines.append, res, BenchConfig.make(True), [])
+    text = "\n".join(lines)
+    assert "**Not run**" in text
+    for where in ("IoSR-Surrey/RealRoomBRIRs", "cmu_arctic", "spatialaudiometrics",
+                  "--data-dir", "SBM_DATA_DIR"):
+        assert where in text, where

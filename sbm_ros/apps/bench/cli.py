@@ -20,7 +20,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="reduced sizes (< 3 min on 2 cores); a smoke test of the benchmark")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", default="docs", help="where benchmark.md and the PNGs go")
+    p.add_argument("--out-dir", default=None,
+                   help="where benchmark.md and the PNGs go (default: docs for the full run; "
+                        "out/bench-quick with --quick, out/bench-<section> with --only, so "
+                        "only a full run replaces the committed report)")
+    p.add_argument("--only", choices=SECTIONS, default=None,
+                   help="run one part: 'virtual' (the virtual-head protocols) or 'realdata' "
+                        "(the measured heads and rooms)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the real measured data (surrey_brirs/, speech/; see "
+                        "../shared/data/README.md). Default: ../shared/data next to the "
+                        "checkout if it exists, else $SBM_DATA_DIR; without one the real-data "
+                        "section is skipped and the report says where to download the data")
     p.add_argument("--mask-margin-db", type=float, default=6.0,
                    help="activity-mask threshold above the measured noise PSD (dB)")
     p.add_argument("--sigma-floor", type=float, default=None,
@@ -39,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "the fan-free row, '' to skip the section (default: none,30,25,20,18,"
                         "15,10; quick: none,15)")
     return p
+
+
+SECTIONS = ("virtual", "realdata")
+
+
+def default_out_dir(quick: bool, only: Optional[str] = None) -> str:
+    """``docs`` (the committed report) for the full run only; scratch folders otherwise."""
+    if quick:
+        return "out/bench-quick" + (f"-{only}" if only else "")
+    if only:
+        return f"out/bench-{only}"
+    return "docs"
 
 
 def _snr_list(text: str) -> tuple:
@@ -61,12 +84,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the benchmark with the command-line arguments ``argv``; prints the report."""
     args = build_parser().parse_args(argv)
     argv_list = list(sys.argv[1:] if argv is None else argv)
-    bc = BenchConfig.make(args.quick, seed=args.seed, out_dir=args.out_dir,
+    out_dir = args.out_dir or default_out_dir(args.quick, args.only)
+    bc = BenchConfig.make(args.quick, seed=args.seed, out_dir=out_dir,
                           mask_margin_db=args.mask_margin_db, sigma_floor=args.sigma_floor,
                           gamma_reg=args.gamma_reg, max_iter=args.max_iter, snr_db=args.snr_db,
                           drr_db=None if str(args.drr_db).lower(
                           ) == "sabine" else float(args.drr_db),
                           xllim=not args.no_xllim, fan_snr_sweep=args.fan_snr_db,
+                          virtual=args.only in (None, "virtual"),
+                          realdata=args.only in (None, "realdata"), data_dir=args.data_dir,
                           command=" ".join(["sbm-bench"] + argv_list))
     out = run(bc)
     print(out["report"])

@@ -40,6 +40,9 @@ class BenchConfig:
     snr_db: float = 30.0
     drr_db: Optional[float] = 4.0
     xllim: bool = True
+    virtual: bool = True               # the virtual-head sections
+    realdata: bool = True              # the real-data section (:mod:`.realdata`)
+    data_dir: Optional[str] = None     # its data folder (None: found as realdata explains)
     train_grid: tuple = (24, 18)
     test_grid: tuple = (12, 9)
     k1: int = 32

@@ -1,4 +1,5 @@
-"""The benchmark's driver: every protocol in turn, then the plots and ``benchmark.md``."""
+"""The benchmark's driver: every protocol in turn (the virtual-head ones, then the real-data
+section), then the plots and ``benchmark.md``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sbm_ros.apps.bench.common import RATE, BenchConfig, Scene, _log, _speech_so
 from sbm_ros.apps.bench.paper import _shortfalls, _summary
 from sbm_ros.apps.bench.plots import make_plots
 from sbm_ros.apps.bench.provenance import _git, _machine
+from sbm_ros.apps.bench.realdata import run_realdata
 from sbm_ros.apps.bench.report import render_report
 from sbm_ros.apps.bench.sliding import sliding_scenes
 from sbm_ros.apps.bench.speed import speed
@@ -72,7 +74,11 @@ def run(bc: BenchConfig) -> dict:
     machine = _machine()
     camera = VirtualCamera.narrow()
     out: dict = {"scenes": {}, "git": out_git}
-    _experiments(bc, camera, out)
+    if bc.virtual:
+        _experiments(bc, camera, out)
+    if bc.realdata:
+        _log("real measured data")
+        run_realdata(bc, out)
     plots = make_plots(out, bc, camera)
     runtime = time.perf_counter() - t_start
     out["runtime_s"] = runtime

@@ -1,5 +1,6 @@
 """The benchmark's PNG plots: error and time versus K, error versus N (paper Figs. 3 and 6),
-error versus the fan's level, and the test set's estimates in the virtual camera frame.
+error versus the fan's level, the test set's estimates in the virtual camera frame, and the
+real-data section's errors and coverage per case.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def make_plots(out: dict, bc: BenchConfig, camera) -> List[str]:
     est = out.get("estimates", {}).get("reverberant")
     if est is not None:
         _plot_camera_frame(save, out, est, camera)
+    rd = out.get("realdata")
+    if rd and rd.get("rows"):
+        _plot_realdata(save, rd["rows"])
     return files
 
 
@@ -113,3 +117,48 @@ def _plot_camera_frame(save, out: dict, est: np.ndarray, camera) -> None:
     ax.set_ylabel("v (px)")
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "bench_camera_frame.png")
+
+
+def _plot_realdata(save, rows: list) -> None:
+    """Real data: SBM and PHAT azimuth error per case and speech; SBM's 95 % coverage."""
+    import matplotlib.pyplot as plt
+
+    n = len(rows)
+    ys = np.arange(n)[::-1]
+    labels = [f"{r['label']} – {r['kind']}" for r in rows]
+
+    def az(r, key):
+        v = r[key]["az"]
+        return (np.nan, 0.0) if v is None else v
+
+    fig, axs = plt.subplots(1, 2, figsize=(12, 0.36 * n + 1.6), sharey=True,
+                            gridspec_kw={"width_ratios": [2, 1]})
+    sbm = np.array([az(r, "sbm") for r in rows])
+    ph = np.array([az(r, "phat") for r in rows])
+    el = np.array([r["sbm"]["el"] or (np.nan, 0.0) for r in rows])
+    w = 0.27
+    for dy, v, color, lab in ((w, sbm, "C0", "SBM azimuth"), (0.0, el, "C2", "SBM elevation"),
+                              (-w, ph, "C1", "PHAT-histogram azimuth")):
+        if np.isfinite(v[:, 0]).any():
+            axs[0].barh(ys + dy, v[:, 0], w, xerr=[np.zeros(n), v[:, 1]], color=color,
+                        label=lab, capsize=2, error_kw={"lw": 0.8})
+    axs[0].set_xscale("log")
+    axs[0].set_xlabel("absolute error (deg), mean + sd over files")
+    axs[0].axvline(5.0, color="0.5", ls=":", lw=1)
+    axs[0].set_yticks(ys)
+    axs[0].set_yticklabels(labels, fontsize=7)
+    axs[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3)
+    axs[0].grid(alpha=0.3, axis="x", which="both")
+    cov = np.array([r["sbm"]["coverage"] for r in rows])
+    axs[1].barh(ys, cov, 0.6, color="C2")
+    axs[1].axvline(95.0, color="k", ls="--", lw=1)
+    for y, r in zip(ys, rows):
+        rho = r["sbm"]["rho"]
+        if np.isfinite(rho):
+            axs[1].text(101, y, f"ρ {rho:+.2f}", va="center", fontsize=7)
+    axs[1].set_xlim(0, 125)
+    axs[1].set_xlabel("SBM: truth in its 95 % region (% of windows)")
+    axs[1].grid(alpha=0.3, axis="x")
+    axs[1].set_title("dashed: 95 %; ρ = Spearman(confidence, error), < 0 is good",
+                     fontsize=7)
+    save(fig, "bench_realdata.png")
