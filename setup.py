@@ -30,8 +30,7 @@ setup(
     extras_require={
         'test': ['pytest'],
         'audio': ['sounddevice', 'soundfile', 'threadpoolctl'],
-        'sim': ['slab', 'matplotlib', 'opencv-python-headless', 'pyyaml', 'rosbags', 'h5py',
-                'spatialaudiometrics>=0.1,<0.2'],
+        'sim': ['slab', 'matplotlib', 'opencv-python-headless', 'pyyaml', 'rosbags', 'h5py'],
     },
     zip_safe=False,
     maintainer='sbm_ros maintainers',

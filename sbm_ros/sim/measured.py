@@ -148,7 +148,7 @@ class MeasuredHead:
         if not 1 <= subject <= len(files):
             raise FileNotFoundError(
                 f"SONICOM subject {subject} not found ({len(files)} SOFA files in the "
-                f"spatialaudiometrics package; pip install spatialaudiometrics)")
+                f"spatialaudiometrics package; pip install --no-deps spatialaudiometrics)")
         return cls.from_sofa(files[subject - 1], rate=rate, left_receiver=0,
                              name=f"SONICOM {subject}")
 

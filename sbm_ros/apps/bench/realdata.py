@@ -66,7 +66,7 @@ DOWNLOAD = (
     "https://github.com/IoSR-Surrey/RealRoomBRIRs (MIT) into `<data-dir>/surrey_brirs/`; CMU "
     "ARCTIC utterances (16 kHz mono WAV, e.g. speaker aew from http://festvox.org/cmu_arctic/ or "
     "the examples of LCAV/pyroomacoustics) into `<data-dir>/speech/`; the SONICOM heads with "
-    "`pip install spatialaudiometrics` (PyPI wheel); then pass `--data-dir` or set "
+    "`pip install --no-deps spatialaudiometrics` (PyPI wheel); then pass `--data-dir` or set "
     "`SBM_DATA_DIR`")
 ENV_VAR = "SBM_DATA_DIR"
 FIELD_AZ = tuple(float(a) for a in range(-30, 31, 5))
@@ -462,7 +462,7 @@ def run_realdata(bc: BenchConfig, out: dict) -> dict:
     if len(sonicom_files()) < 2:
         res["notes"].append("SONICOM cases not run: the two SOFA files of the "
                             "`spatialaudiometrics` wheel are missing (pip install "
-                            "spatialaudiometrics)")
+                            "--no-deps spatialaudiometrics)")
     cases = [c for c in cases if (c.group == "surrey" and have_surrey)
              or (c.group == "sonicom" and len(sonicom_files()) >= 2)]
     if not cases:
