@@ -15,9 +15,10 @@ Protocol
   here: one 1 s white-noise recording per training direction (rendered with microphone
   self-noise at ``--snr-db``, peak-normalised, PCM16) is written to a dataset folder
   (``targets.csv`` + WAVs) in a temporary directory and fitted with
-  :func:`sbm_ros.core.training.train_model` (:data:`TRAIN_KW`: ``auto_k``, i.e.
-  ``sbm-train --auto-components``; two talkers: ``n_sources=2`` with :data:`PAIRS` white-noise
-  pairs and K = :data:`K2`). PHAT-histogram is fitted on the same WAVs (read back).
+  :func:`sbm_ros.core.training.train_model` with ``sbm-train``'s defaults (:data:`TRAIN_KW`
+  is empty: one source runs the small-set calibration, K chosen from the data; two talkers:
+  ``n_sources=2`` with :data:`PAIRS` white-noise pairs and K = :data:`K2`). PHAT-histogram
+  is fitted on the same WAVs (read back).
 * **Test**: each utterance convolved with the test direction's response plus self-noise at
   ``--snr-db``; SBM runs :func:`sbm_ros.core.localizer.localize_signal` (0.72 s windows for one
   source, 1.2 s for two, hop :data:`HOP_S`, adaptive noise-floor mask); the file's estimate is
@@ -78,7 +79,7 @@ ESPEAK_SENTENCES = (
     ("en-us+f2", "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a "
                  "snack for her brother Bob."),
 )
-TRAIN_KW = {"auto_k": True}                 # as `sbm-train --auto-components`
+TRAIN_KW: dict = {}                         # as `sbm-train` without options
 PAIRS = {False: 5000, True: 600}            # two-talker training pairs (full, quick)
 K2 = {False: 20, True: 10}                  # two-talker K (full, quick)
 HOP_S = {False: 0.1, True: 0.3}             # window hop (full, quick)

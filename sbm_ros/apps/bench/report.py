@@ -457,7 +457,8 @@ def _realdata_section(add, rd: dict, bc: BenchConfig, plots: List[str]) -> None:
         + f"; every signal gets white self-noise at {rd['snr_db']:g} dB SNR per ear.\n")
     add("Training goes through the package's own path: one 1 s white-noise recording per "
         "training direction, written as a dataset folder (WAVs + `targets.csv`) and fitted by "
-        "`sbm_ros.core.training.train_model` (`auto_k`, as `sbm-train --auto-components`; two "
+        "`sbm_ros.core.training.train_model` (the defaults of `sbm-train`: one source runs the "
+        "small-set calibration, K from the data; two "
         f"talkers: `n_sources=2`, {rd['pairs']} pairs, K = {rd['k2']}); estimates by "
         "`localize_signal` (0.72 s windows for one source, 1.2 s for two, hop "
         f"{rd['hop_s']:g} s, adaptive noise-floor mask), the file's estimate being the median "
