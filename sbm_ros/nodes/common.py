@@ -221,6 +221,21 @@ def finish(node) -> None:
             break
         except KeyboardInterrupt:
             continue
+    _ignore_sigint_until_exit()
+
+
+def _ignore_sigint_until_exit() -> None:
+    """SIG_IGN for the rest of the process, when :func:`run` is its main.
+
+    At exit the interpreter resets every signal that has a Python handler to SIG_DFL, so the
+    SIGINT forwarded by launch, when it comes that late, would kill the finished node with exit
+    code -2. An ignored signal is left ignored.
+    """
+    import signal
+    import threading
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is _on_sigint):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run(node_factory: Callable[[], Any], args=None, executor_factory=None,
