@@ -147,22 +147,27 @@ class _Shutdown:
     """Process-wide shutdown state of :func:`run` (one node per process)."""
 
     signalled = False       # a SIGINT has arrived
-    cleaning = False        # run() is destroying the node: later SIGINTs are only noted
+    spinning = False        # the node is built and spinning: a SIGINT is only noted
+    cleaning = False        # run() is destroying the node: a SIGINT is only noted
 
 
 def _on_sigint(signum, frame):
     """Python-level SIGINT handler; rclpy's own handler (which shuts the ROS context down)
     chains to it.
 
-    The first SIGINT interrupts the main thread with KeyboardInterrupt, as Python's default
-    handler does. Once :func:`run` cleans up, further SIGINTs are only noted: a terminal's Ctrl-C
-    reaches every process of its foreground group and ``ros2 launch`` forwards one more to each
-    node, and that second one must not land in ``destroy_node()`` (a KeyboardInterrupt
-    traceback and exit code -2). The cleanup itself is bounded (thread joins with timeouts) and
-    launch escalates to SIGTERM / SIGKILL if a node ever hangs.
+    While the node is being built, a SIGINT interrupts the main thread with KeyboardInterrupt,
+    as Python's default handler does (e.g. virtual_head rendering its scene). Once it spins, a
+    SIGINT is only noted: rclpy's handler has shut the context down and the executor returns
+    (ExternalShutdownException) after the callback at hand, instead of a KeyboardInterrupt
+    raised anywhere (inside a message being converted: ``RuntimeError: Unable to convert call
+    argument``, inside a ``__del__``: "Exception ignored"). During the cleanup, too: a
+    terminal's Ctrl-C reaches every process of its foreground group and ``ros2 launch``
+    forwards one more to each node, and that second one must not land in ``destroy_node()``
+    (a KeyboardInterrupt traceback, exit code -2). The cleanup is bounded (thread joins with
+    timeouts) and launch escalates to SIGTERM / SIGKILL if a node ever hangs.
     """
     _Shutdown.signalled = True
-    if not _Shutdown.cleaning:
+    if not (_Shutdown.spinning or _Shutdown.cleaning):
         raise KeyboardInterrupt
 
 
@@ -247,7 +252,8 @@ def run(node_factory: Callable[[], Any], args=None, executor_factory=None,
     ``executor_factory``) and returns the exit code. An exception raised after the shutdown
     began (SIGINT, context down) is part of the shutdown: exit code 0. Any other one is passed
     to ``on_error`` (which returns the exit code) or, without it, re-raised after the cleanup.
-    A second SIGINT during the cleanup is ignored (see :func:`_on_sigint`).
+    SIGINT: see :func:`_on_sigint` (a KeyboardInterrupt only while the node is being built;
+    a second one during the cleanup is ignored).
     """
     try:
         return _run(node_factory, args, executor_factory, spin, on_error)
@@ -264,6 +270,7 @@ def _run(node_factory, args, executor_factory, spin, on_error) -> int:
     try:
         try:
             node = node_factory()
+            _Shutdown.spinning = True
             if spin is not None:
                 rc = spin(node)
             elif executor_factory is None:
