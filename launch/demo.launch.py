@@ -8,11 +8,16 @@ Starts ``virtual_head`` (the scenario: audio, image, camera_info, faces, ground 
 (``viewer:=rqt``) or RViz (``viewer:=rviz``). A viewer is not a dependency of the package: when
 the one asked for is not installed, the launch stops with an error before any node starts.
 The arguments always win over ``config/virtual_head.yaml`` (its key is ``/**``).
+``use_sim_time`` is given to sbm_localizer and av_fusion; virtual_head publishes ``/clock`` then
+and always runs on the wall clock itself.
 Models: train them once with ``python -m sbm_ros.apps.demo`` (cached in ~/.cache/sbm_ros/models,
 file names printed) or with ``sbm-train``. ``model_path_two`` and ``n_sources:=0`` (automatic
 one/two-source mode) need a localizer that declares them; otherwise leave them empty / 1.
 Topics can be remapped with the ``*_topic`` arguments.
 """
+
+import importlib.util
+import os
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -22,6 +27,16 @@ from launch_ros.actions import Node, SetParameter
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+
+def _load_common():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sbm_launch_common.py')
+    spec = importlib.util.spec_from_file_location('sbm_launch_common', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load_common()
 
 VIEWERS = {'none': None, 'rqt': 'rqt_image_view', 'rviz': 'rviz2'}
 
@@ -96,21 +111,25 @@ def generate_launch_description():
             {'scenario': lc('scenario'),
              'rate': ParameterValue(lc('rate'), value_type=float),
              'loop': ParameterValue(lc('loop'), value_type=bool),
-             'publish_clock': ParameterValue(lc('use_sim_time'), value_type=bool)}],
+             'publish_clock': ParameterValue(lc('use_sim_time'), value_type=bool),
+             # virtual_head drives /clock itself: it must not wait for it. A node parameter (it
+             # comes after the launch-wide SetParameter below on the command line, so it wins),
+             # not a SetParameter, which would reach every node started after it.
+             'use_sim_time': False}],
         remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic'))])
-    # virtual_head drives /clock itself: it must not wait for it
-    virtual_head_params = [SetParameter(name='use_sim_time', value=False)]
 
     localizer_params = {'model_path': lc('model_path'),
                         'n_sources': ParameterValue(lc('n_sources'), value_type=int)}
     localizer = Node(
         package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
         parameters=[localizer_params], remappings=audio_remaps + cam_remaps,
+        additional_env=common.LOCALIZER_ENV,
         condition=IfCondition(PythonExpression(['not ', two])))
     localizer_two = Node(
         package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
         parameters=[dict(localizer_params, model_path_two=lc('model_path_two'))],
-        remappings=audio_remaps + cam_remaps, condition=IfCondition(two))
+        remappings=audio_remaps + cam_remaps, additional_env=common.LOCALIZER_ENV,
+        condition=IfCondition(two))
     fusion = Node(
         package='sbm_ros', executable='av_fusion', name='av_fusion', output='screen',
         parameters=[{'overlay_rate': 0.0, 'image_reliability': 'reliable'}],
@@ -119,7 +138,8 @@ def generate_launch_description():
     rqt = Node(package='rqt_image_view', executable='rqt_image_view', name='overlay_view',
                arguments=[lc('overlay_topic')], condition=_viewer_is('rqt'))
     rviz = Node(package='rviz2', executable='rviz2', name='rviz2', condition=_viewer_is('rviz'))
-    return LaunchDescription(args + [OpaqueFunction(function=_check_viewer)]
-                             + virtual_head_params + [virtual_head] + [
-        SetParameter(name='use_sim_time', value=lc('use_sim_time')),
-        localizer, localizer_two, fusion, rqt, rviz])
+    return LaunchDescription(args + [
+        OpaqueFunction(function=_check_viewer),
+        SetParameter(name='use_sim_time', value=ParameterValue(lc('use_sim_time'),
+                                                               value_type=bool)),
+        virtual_head, localizer, localizer_two, fusion, rqt, rviz])

@@ -10,10 +10,19 @@ the file; an argument that is not given (its default is the empty string) leaves
 value. That holds whatever top-level key the file uses (``/**``, ``binaural_capture``, ...): the
 given arguments are written to a second parameter file under ``/**`` and under each of the
 first file's own keys, so an exact node-name key in a user's file cannot silently beat them.
+No parameter is forced: what is not given comes from the file (``localizer_node`` of av_fusion
+too). The second files live in one temporary folder per launch, removed when ``ros2 launch``
+exits (after its nodes: a node that is still starting can always read its file).
+
+Every sbm_localizer process gets ``LOCALIZER_ENV`` (one OpenBLAS / OpenMP thread): its
+``blas_threads`` parameter does the same through threadpoolctl, which has no rosdep key and may
+be missing on a robot.
 """
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 
 # node names (= executables) of the package
@@ -90,8 +99,14 @@ TRAINING_ARGS = [
     ('train_components', FUSION, 'train_components', 'int',
      'GLLiM components for ~/train (0 = automatic)'),
 ]
-# Parameters a launch file always sets (not arguments): node -> {parameter: value}
-FIXED_PARAMS = {FUSION: {'localizer_node': LOCALIZER}}
+# robot.launch.py, replay.launch.py and training.launch.py
+FUSION_ARGS = [
+    ('localizer_node', FUSION, 'localizer_node', 'str',
+     'node whose model_path ~/train sets (the localizer of this launch is sbm_localizer)'),
+]
+
+# Environment of every sbm_localizer process (see the module docstring).
+LOCALIZER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
 
 # The empty string means "not given": the node keeps its config file's value.
 UNSET = ''
@@ -122,6 +137,17 @@ def config_arg_of(node):
     return next(a for a, (n, _) in CONFIG_ARGS.items() if n == node)
 
 
+def launch_text(value):
+    """A parameter value as it is written in a launch argument / YAML: true, 0.5, [0, 1], 'x'."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(launch_text(v) for v in value) + ']'
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
 def describe(spec):
     """Description of a node-parameter argument, with the package file's value."""
     name, node, param, _, text = spec
@@ -130,7 +156,7 @@ def describe(spec):
     try:
         value = config_values(os.path.join(package_config_dir(), CONFIG_ARGS[cfg_arg][1]))
         if param in value:
-            shown = f'; package file: {value[param]!r}'
+            shown = f'; package file: {launch_text(value[param])}'
     except (OSError, ValueError):
         pass
     return (f'{text} [{node} parameter {param}; not given = the value in {cfg_arg}{shown}]')
@@ -170,7 +196,23 @@ def given_params(context, specs, node):
     return out
 
 
-def override_file(config_path, params):
+_OVERRIDE_DIR = []
+
+
+def override_dir():
+    """This launch's folder of override files (created once, removed when the process exits).
+
+    Removed at exit rather than on launch's Shutdown event: that event comes while the nodes
+    are being stopped, and a node stopped while still starting has not read its file yet.
+    """
+    if not _OVERRIDE_DIR:
+        path = tempfile.mkdtemp(prefix='sbm_launch_')
+        atexit.register(shutil.rmtree, path, True)
+        _OVERRIDE_DIR.append(path)
+    return _OVERRIDE_DIR[0]
+
+
+def override_file(config_path, params, name='overrides'):
     """A parameter file with ``params`` under '/**' and under every key of ``config_path``."""
     import yaml
     keys = ['/**']
@@ -179,7 +221,7 @@ def override_file(config_path, params):
     if not isinstance(data, dict):
         raise ValueError(f'{config_path}: not a ROS 2 parameter file (a mapping)')
     keys += [k for k in data if k != '/**']
-    fd, path = tempfile.mkstemp(prefix='sbm_launch_overrides_', suffix='.yaml')
+    fd, path = tempfile.mkstemp(prefix=f'{name}_', suffix='.yaml', dir=override_dir())
     with os.fdopen(fd, 'w') as fh:
         # deep copies: a shared object would be written as a YAML alias, which rcl refuses
         yaml.safe_dump({k: {'ros__parameters': copy.deepcopy(params)} for k in keys}, fh,
@@ -211,10 +253,11 @@ def configured_node(context, specs, node, **node_kwargs):
     config_path = os.path.expanduser(context.launch_configurations[cfg_arg])
     if not os.path.isfile(config_path):
         raise RuntimeError(f'{cfg_arg}:={config_path!r}: no such file')
-    params = dict(FIXED_PARAMS.get(node, {}))
-    params.update(given_params(context, specs, node))
+    params = given_params(context, specs, node)
     parameters = [config_path]
     if params:
-        parameters.append(override_file(config_path, params))
+        parameters.append(override_file(config_path, params, name=node))
+    if node == LOCALIZER:
+        node_kwargs['additional_env'] = {**LOCALIZER_ENV, **node_kwargs.get('additional_env', {})}
     return Node(package='sbm_ros', executable=node, name=node, output='screen',
                 parameters=parameters, **node_kwargs)

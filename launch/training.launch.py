@@ -53,7 +53,7 @@ ARGUMENTS = [
     ('camera_info', 'camera_info', 'Camera info topic (sensor_msgs/CameraInfo).'),
     ('faces', 'faces', 'Face detections topic (vision_msgs/Detection2DArray), optional.'),
 ]
-PARAM_ARGUMENTS = common.TRAINING_ARGS
+PARAM_ARGUMENTS = common.TRAINING_ARGS + common.FUSION_ARGS
 
 
 def _nodes(context):

@@ -172,15 +172,42 @@ fi
 # `pip install -e .` runs `setup.py develop`, which installs no data_files: give sbm_ros an
 # ament prefix of symlinks into the checkout (like colcon --symlink-install) so that
 # ament_index_python.get_package_share_directory('sbm_ros') finds package.xml, config/, launch/.
+# config/ and launch/ are REAL directories holding one symlink per file: `ros2 launch sbm_ros
+# X.launch.py` looks the file up with os.walk() over the share directory, which does not follow
+# a symlinked directory ("file 'X.launch.py' was not found in the share directory").
+# Links of files removed from the checkout are deleted, so a rerun mirrors it exactly.
+link_tree() {   # link_tree SRC_DIR DST_DIR: DST_DIR = real dirs + a symlink per file of SRC_DIR
+    local src="$1" dst="$2" rel
+    [[ -L "$dst" ]] && rm -f "$dst"     # a directory symlink made by an older setup.sh
+    mkdir -p "$dst"
+    find "$dst" -mindepth 1 ! -type d -print0 | while IFS= read -r -d '' rel; do
+        rel="${rel#"$dst"/}"
+        [[ -f "$src/$rel" ]] || rm -f "$dst/$rel"
+    done
+    find "$dst" -mindepth 1 -depth -type d -empty -delete
+    ( cd "$src" && find . -path '*/__pycache__' -prune -o -type f -print0 ) \
+        | while IFS= read -r -d '' rel; do
+            rel="${rel#./}"
+            mkdir -p "$(dirname "$dst/$rel")"
+            ln -sfn "$src/$rel" "$dst/$rel"
+        done
+}
 SBM_PREFIX="$DEV/sbm_prefix"
 mkdir -p "$SBM_PREFIX/share/ament_index/resource_index/packages" "$SBM_PREFIX/share/sbm_ros" \
          "$SBM_PREFIX/lib"
 : >"$SBM_PREFIX/share/ament_index/resource_index/packages/sbm_ros"
-for item in package.xml config launch README.md; do
+for item in package.xml README.md; do
     if [[ -e "$ROOT/$item" ]]; then
         ln -sfn "$ROOT/$item" "$SBM_PREFIX/share/sbm_ros/$item"
     else
         rm -f "$SBM_PREFIX/share/sbm_ros/$item"
+    fi
+done
+for item in config launch; do
+    if [[ -d "$ROOT/$item" ]]; then
+        link_tree "$ROOT/$item" "$SBM_PREFIX/share/sbm_ros/$item"
+    else
+        rm -rf "$SBM_PREFIX/share/sbm_ros/$item"
     fi
 done
 # console scripts land in .venv/lib/sbm_ros (setup.cfg [develop] script_dir), where ros2 run looks

@@ -46,7 +46,7 @@ import rclpy
 from rclpy.node import Node
 
 from .common import (Param, declare_parameters, describe_qos, latched_qos,
-                     non_negative, ns_to_stamp, positive, stream_qos)
+                     non_negative, ns_to_stamp, positive, run, stream_qos)
 
 NODE_NAME = 'virtual_head'
 
@@ -278,6 +278,12 @@ class VirtualHeadNode(Node):
                 time.sleep(0.5)            # let the last messages leave
                 self.finished.set()
         except Exception as exc:  # noqa: BLE001 - report, then stop the node with an error
+            if self._stop.is_set() or not self.context.ok():
+                # Ctrl-C: rclpy shuts the context down from its signal thread while this thread
+                # may be publishing ("publisher's context is invalid"), before destroy_node()
+                # stops it. Expected at shutdown, not a failure.
+                log.debug(f'publishing stopped by the shutdown: {type(exc).__name__}: {exc}')
+                return
             log.error(f'publishing failed: {type(exc).__name__}: {exc}')
             self.failed = exc
             self.finished.set()
@@ -334,30 +340,27 @@ class VirtualHeadNode(Node):
 
 
 def main(args=None) -> int:
-    """Humble-safe main: spin until Ctrl-C, or until the scenario ends with exit_when_done."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    rclpy.init(args=args)
-    node = None
-    rc = 0
-    try:
-        node = VirtualHeadNode()
+    """Humble-safe main: spin until Ctrl-C, or until the scenario ends with exit_when_done.
+
+    Shutdown as in the other nodes (:func:`.common.run`): a second SIGINT during the cleanup is
+    ignored, errors raised once the shutdown began are not failures. A node that cannot start
+    (e.g. an invalid scenario) says why and exits 1, without a traceback.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+
+    def spin(node) -> int:
         ex = SingleThreadedExecutor()
         ex.add_node(node)
         while rclpy.ok() and not node.finished.is_set():
             ex.spin_once(timeout_sec=0.1)
-        if getattr(node, 'failed', None) is not None:
-            rc = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - e.g. an invalid scenario: say why, exit 1
+        return 1 if getattr(node, 'failed', None) is not None else 0
+
+    def on_error(exc) -> int:
         import sys
         print(f'[virtual_head] error: {type(exc).__name__}: {exc}', file=sys.stderr, flush=True)
-        rc = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return rc
+        return 1
+
+    return run(VirtualHeadNode, args=args, spin=spin, on_error=on_error)
 
 
 if __name__ == '__main__':

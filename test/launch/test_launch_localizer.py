@@ -11,7 +11,9 @@ and the test waits for data itself; no ``WaitForTopics`` (unreliable with best-e
 publishers). The WAV loops, so estimates keep coming whenever the test subscribes.
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ import synth  # noqa: E402
 
 AZ, EL = 10.0, -4.0
 WORK = tempfile.mkdtemp(prefix='sbm_launch_test_')
+atexit.register(shutil.rmtree, WORK, True)
 
 
 def _prepare():
@@ -64,7 +67,9 @@ def generate_test_description():
                                       'block_size': 800}])
     localizer = launch_ros.actions.Node(
         package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
-        parameters=[{'model_path': model, 'n_sources': 1}])
+        parameters=[{'model_path': model, 'n_sources': 1}],
+        # as the package's launch files do (threadpoolctl may be missing on a robot)
+        additional_env={'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'})
     return launch.LaunchDescription([
         capture, localizer, launch_testing.actions.ReadyToTest(),
     ]), {'capture': capture, 'localizer': localizer}
