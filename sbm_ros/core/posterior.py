@@ -393,8 +393,59 @@ class SlidingWindow:
             self.recompute()
 
     def push_many(self, Y: np.ndarray, chi: np.ndarray) -> None:
-        for t in range(Y.shape[0]):
-            self.push(Y[t], chi[t])
+        """Add frames Y (T, D) with masks chi (T, F) or (T, D), oldest first.
+
+        Same result as :meth:`push` frame by frame, vectorised: the sums change by the sum
+        of the new masked frames minus the sum of the frames they overwrite (slots never
+        written hold zeros and no mask, so they subtract nothing). The running sums may
+        differ from frame-by-frame pushing by floating-point round-off only.
+        """
+        Y = np.asarray(Y, dtype=np.float64)
+        chi = np.asarray(chi, dtype=bool)
+        if Y.ndim != 2 or Y.shape[1] != self.dim or chi.ndim != 2 or chi.shape[0] != Y.shape[0]:
+            raise ValueError(f"push_many expects Y (T, {self.dim}) and chi (T, F or D), got "
+                             f"{Y.shape} and {chi.shape}")
+        if chi.shape[1] == self.dim and self.n_bins != self.dim:
+            chi = chi[:, :self.n_bins]
+        T = Y.shape[0]
+        start = max(0, T - self.length)          # older frames would be overwritten anyway
+        if start:
+            # Frames that leave the window within this call still count as pushed (ring
+            # position, fill and recompute schedule), exactly as with frame-by-frame pushes.
+            self._advance(start)
+            Y, chi = Y[start:], chi[start:]
+            T = Y.shape[0]
+        if T == 0:
+            return
+        ym = np.where(np.tile(chi, (1, self._reps)), Y, 0.0)
+        i = self._pos
+        j = i + T
+        if j <= self.length:
+            sl = slice(i, j)
+            old, old_chi = self._ym[sl], self._chi[sl]
+            self.s += ym.sum(axis=0) - old.sum(axis=0)
+            self.q += np.einsum("td,td->d", ym, ym) - np.einsum("td,td->d", old, old)
+            self.n += chi.sum(axis=0) - old_chi.sum(axis=0)
+            self._ym[sl] = ym
+            self._chi[sl] = chi
+        else:
+            idx = np.arange(i, j) % self.length
+            old, old_chi = self._ym[idx], self._chi[idx]
+            self.s += ym.sum(axis=0) - old.sum(axis=0)
+            self.q += np.einsum("td,td->d", ym, ym) - np.einsum("td,td->d", old, old)
+            self.n += chi.sum(axis=0) - old_chi.sum(axis=0)
+            self._ym[idx] = ym
+            self._chi[idx] = chi
+        self._advance(T)
+
+    def _advance(self, T: int) -> None:
+        """Move the ring position by T pushed frames (their data is already in place, or they
+        were overwritten within the same call) and recompute the sums when due."""
+        self._pos = (self._pos + T) % self.length
+        self.n_frames = min(self.length, self.n_frames + T)
+        self._since += T
+        if self._since >= self.recompute_every:
+            self.recompute()
 
     def recompute(self) -> None:
         """Recompute the sums exactly from the buffer."""
