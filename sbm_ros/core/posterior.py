@@ -395,10 +395,9 @@ class SlidingWindow:
     def push_many(self, Y: np.ndarray, chi: np.ndarray) -> None:
         """Add frames Y (T, D) with masks chi (T, F) or (T, D), oldest first.
 
-        Same result as :meth:`push` frame by frame, vectorised: the sums change by the sum
-        of the new masked frames minus the sum of the frames they overwrite (slots never
-        written hold zeros and no mask, so they subtract nothing). The running sums may
-        differ from frame-by-frame pushing by floating-point round-off only.
+        Vectorised, with exactly the result of :meth:`push` frame by frame: the running sums
+        take the same additions in the same order (a cumulative sum over the interleaved
+        ``-old_1, +new_1, -old_2, ...``) and are recomputed from the buffer at the same frames.
         """
         Y = np.asarray(Y, dtype=np.float64)
         chi = np.asarray(chi, dtype=bool)
@@ -407,40 +406,35 @@ class SlidingWindow:
                              f"{Y.shape} and {chi.shape}")
         if chi.shape[1] == self.dim and self.n_bins != self.dim:
             chi = chi[:, :self.n_bins]
-        T = Y.shape[0]
-        start = max(0, T - self.length)          # older frames would be overwritten anyway
-        if start:
-            # Frames that leave the window within this call still count as pushed (ring
-            # position, fill and recompute schedule), exactly as with frame-by-frame pushes.
-            self._advance(start)
-            Y, chi = Y[start:], chi[start:]
-            T = Y.shape[0]
-        if T == 0:
-            return
-        ym = np.where(np.tile(chi, (1, self._reps)), Y, 0.0)
-        i = self._pos
-        j = i + T
-        if j <= self.length:
-            sl = slice(i, j)
-            old, old_chi = self._ym[sl], self._chi[sl]
-            self.s += ym.sum(axis=0) - old.sum(axis=0)
-            self.q += np.einsum("td,td->d", ym, ym) - np.einsum("td,td->d", old, old)
-            self.n += chi.sum(axis=0) - old_chi.sum(axis=0)
-            self._ym[sl] = ym
-            self._chi[sl] = chi
-        else:
-            idx = np.arange(i, j) % self.length
-            old, old_chi = self._ym[idx], self._chi[idx]
-            self.s += ym.sum(axis=0) - old.sum(axis=0)
-            self.q += np.einsum("td,td->d", ym, ym) - np.einsum("td,td->d", old, old)
-            self.n += chi.sum(axis=0) - old_chi.sum(axis=0)
-            self._ym[idx] = ym
-            self._chi[idx] = chi
-        self._advance(T)
+        t, T = 0, Y.shape[0]
+        while t < T:
+            # up to the next recompute, and never more than the buffer holds
+            m = min(T - t, self.recompute_every - self._since, self.length)
+            self._push_block(Y[t:t + m], chi[t:t + m])
+            t += m
 
-    def _advance(self, T: int) -> None:
-        """Move the ring position by T pushed frames (their data is already in place, or they
-        were overwritten within the same call) and recompute the sums when due."""
+    def _push_block(self, Y: np.ndarray, chi: np.ndarray) -> None:
+        T = Y.shape[0]
+        ym = np.where(np.tile(chi, (1, self._reps)), Y, 0.0)
+        idx = (self._pos + np.arange(T)) % self.length
+        full = np.minimum(self.n_frames + np.arange(T), self.length) == self.length
+        # Frame i removes the slot it overwrites only when the window is already full, as
+        # push() does (adding -0.0 instead leaves every sum exactly as it is).
+        old = np.where(full[:, None], self._ym[idx], 0.0)
+        old_chi = self._chi[idx] & full[:, None]
+        D = self.dim
+        seq = np.empty((2 * T + 1, D))
+        seq[0] = self.s
+        seq[1::2] = -old
+        seq[2::2] = ym
+        self.s = np.cumsum(seq, axis=0)[-1]
+        seq[0] = self.q
+        seq[1::2] = -(old * old)
+        seq[2::2] = ym * ym
+        self.q = np.cumsum(seq, axis=0)[-1]
+        self.n = self.n - old_chi.sum(axis=0) + chi.sum(axis=0)   # small integers: exact
+        self._ym[idx] = ym
+        self._chi[idx] = chi
         self._pos = (self._pos + T) % self.length
         self.n_frames = min(self.length, self.n_frames + T)
         self._since += T
