@@ -395,9 +395,9 @@ class SlidingWindow:
     def push_many(self, Y: np.ndarray, chi: np.ndarray) -> None:
         """Add frames Y (T, D) with masks chi (T, F) or (T, D), oldest first.
 
-        Vectorised, with exactly the result of :meth:`push` frame by frame: the running sums
-        take the same additions in the same order (a cumulative sum over the interleaved
-        ``-old_1, +new_1, -old_2, ...``) and are recomputed from the buffer at the same frames.
+        Vectorised (masking, squares, ring writes) with exactly the result of :meth:`push`
+        frame by frame: the running sums take the same additions in the same order and are
+        recomputed from the buffer at the same frames.
         """
         Y = np.asarray(Y, dtype=np.float64)
         chi = np.asarray(chi, dtype=bool)
@@ -417,22 +417,18 @@ class SlidingWindow:
         T = Y.shape[0]
         ym = np.where(np.tile(chi, (1, self._reps)), Y, 0.0)
         idx = (self._pos + np.arange(T)) % self.length
+        old = self._ym[idx]
+        old_sq = old * old
+        ym_sq = ym * ym
+        s_, q_ = self.s, self.q
+        for i in range(T):        # the additions of push(), in its order (bit-identical sums)
+            if self.n_frames + i >= self.length:       # full: the slot's frame leaves
+                s_ -= old[i]
+                q_ -= old_sq[i]
+            s_ += ym[i]
+            q_ += ym_sq[i]
         full = np.minimum(self.n_frames + np.arange(T), self.length) == self.length
-        # Frame i removes the slot it overwrites only when the window is already full, as
-        # push() does (adding -0.0 instead leaves every sum exactly as it is).
-        old = np.where(full[:, None], self._ym[idx], 0.0)
-        old_chi = self._chi[idx] & full[:, None]
-        D = self.dim
-        seq = np.empty((2 * T + 1, D))
-        seq[0] = self.s
-        seq[1::2] = -old
-        seq[2::2] = ym
-        self.s = np.cumsum(seq, axis=0)[-1]
-        seq[0] = self.q
-        seq[1::2] = -(old * old)
-        seq[2::2] = ym * ym
-        self.q = np.cumsum(seq, axis=0)[-1]
-        self.n = self.n - old_chi.sum(axis=0) + chi.sum(axis=0)   # small integers: exact
+        self.n = self.n - (self._chi[idx] & full[:, None]).sum(axis=0) + chi.sum(axis=0)
         self._ym[idx] = ym
         self._chi[idx] = chi
         self._pos = (self._pos + T) % self.length
