@@ -1,14 +1,30 @@
-"""Measure the localiser's CPU cost and memory (issue 13). Run from the checkout:
+"""Measure the localiser's CPU cost and memory, and the two-source training time (issue 13).
+Run from the checkout:
 
-    PYTHONPATH=. python tools/measure_localizer.py cpu      # CPU s per audio s, auto mode
+    PYTHONPATH=. python tools/measure_localizer.py cpu      # node CPU s per audio s
     PYTHONPATH=. python tools/measure_localizer.py memory   # node RSS around 3 x 10 MiB chunks
+    PYTHONPATH=. python tools/measure_localizer.py inproc [--ref REV] [--repeat 5]
+    PYTHONPATH=. python tools/measure_localizer.py train [--ref REV] [--repeat 1]
+
+``inproc`` pushes 60 s of two-talker audio (toy head of the tests) through ``SBMLocalizer`` in
+this process, in 50 ms chunks with an estimate every 100 ms (10 per second, as the node), BLAS
+on one thread as in the node, and prints the CPU seconds per audio second of the one-source
+localiser (K=32) and of the automatic one/two-source mode (K=32 + K=100). ``train`` fits GLLiM
+on the paper's two-source size (N = 20,000 pairs of the virtual head's 24 x 18 white-noise
+grid, K = 100, D = 1536, L = 4, at most 100 EM iterations) with the BLAS threads as they are
+and prints the wall and CPU time. With ``--ref REV`` (e.g. ``--ref main``) the same
+measurement also runs on that git revision's ``sbm_ros`` (``git archive`` into a temporary
+folder), interleaved with this checkout's runs, and the outputs are compared: the largest
+difference of the estimates (same audio) or of the fitted parameters (same seed). Each figure
+is the median over ``--repeat`` runs; the machine may be shared, so repeat and read CPU times.
 
 ``cpu`` trains a one-source (K=32) and a two-source (K=100) model on the toy head of the tests,
 starts the sbm_localizer node in automatic mode (blas_threads 0 = OpenBLAS' automatic threads,
-then 1), publishes 15 s of audio in 50 ms chunks at real-time pace over DDS and prints the node
-process's CPU seconds (all threads: OpenBLAS workers spin-wait between the calls) per audio
-second. ``memory`` starts the sbm_localizer node, publishes three 10 MiB chunks over DDS and
-prints the node's resident memory before, at its peak and after.
+then 1), then with the one-source model alone (blas_threads 1); each time it publishes 15 s of
+audio in 50 ms chunks at real-time pace over DDS and prints the node process's CPU seconds
+(all threads: OpenBLAS workers spin-wait between the calls) per audio second. ``memory``
+starts the sbm_localizer node, publishes three 10 MiB chunks over DDS and prints the node's
+resident memory before, at its peak and after.
 """
 
 import os
@@ -18,7 +34,9 @@ import time
 
 SECONDS = 15
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, 'test')]
+# (a worker, '_inproc' / '_train', imports sbm_ros from the PYTHONPATH it was given)
+sys.path[:0] = ([] if sys.argv[1:2] and sys.argv[1].startswith('_') else [ROOT]) + [
+    os.path.join(ROOT, 'test')]
 
 
 def _models(root):
@@ -42,7 +60,8 @@ def _cpu_s(pid):
 
 
 def cpu():
-    """CPU s per audio s of the node process in automatic mode, blas_threads 0 and 1."""
+    """CPU s per audio s of the node process: automatic mode with blas_threads 0 and 1, and
+    the one-source model alone with blas_threads 1."""
     import numpy as np
     import synth
     from audio_common_msgs.msg import AudioDataStamped
@@ -58,11 +77,14 @@ def cpu():
     ros = RosTestNode(domain, 'sbm_measure')
     pub = ros.node.create_publisher(AudioDataStamped, '/audio/audio_stamped',
                                     stream_qos('reliable', 100))
-    for threads in (0, 1):
-        node = NodeProcess('sbm_localizer', domain, params={
-            'model_path': one, 'model_path_two': two, 'n_sources': 0, 'blas_threads': threads})
+    for mode, threads in (('automatic', 0), ('automatic', 1), ('one-source', 1)):
+        params = {'model_path': one, 'blas_threads': threads}
+        if mode == 'automatic':
+            params.update(model_path_two=two, n_sources=0)
+        node = NodeProcess('sbm_localizer', domain, params=params)
         with node:
-            node.wait_for(r'two-source model', timeout=30, spin=ros.spin_for)
+            node.wait_for(r'two-source model' if mode == 'automatic' else r'model .*one\.npz',
+                          timeout=30, spin=ros.spin_for)
             assert ros.wait_for_subscribers(pub)
             ros.spin_for(1.0)
             c0, t0 = _cpu_s(node.proc.pid), time.perf_counter()
@@ -75,7 +97,7 @@ def cpu():
                 ros.spin_for(max(0.0, t0 + (k + 1) * 0.05 - time.perf_counter()))
             ros.spin_for(0.5)
             cpu = _cpu_s(node.proc.pid) - c0
-            print(f'sbm_localizer node, automatic mode, blas_threads={threads}: '
+            print(f'sbm_localizer node, {mode} mode, blas_threads={threads}: '
                   f'{cpu / SECONDS:.3f} CPU s per audio second')
     ros.close()
 
@@ -120,5 +142,150 @@ def memory():
     ros.close()
 
 
+# ----------------------------------------------------------------- in-process figures
+
+def _inproc_worker(out):
+    """One in-process run of this interpreter's sbm_ros: CPU s per audio s and estimates."""
+    import numpy as np
+    import synth
+    from threadpoolctl import threadpool_limits
+    from sbm_ros.core.localizer import SBMLocalizer
+    from sbm_ros.core.model import SBMModel
+    root = os.path.join(tempfile.gettempdir(), 'sbm_measure_models')
+    os.makedirs(root, exist_ok=True)
+    one, two = _models(root)
+    m1, m2 = SBMModel.load(one), SBMModel.load(two)
+    sec = 60
+    x = (synth.render(synth.babble(sec * synth.RATE, 1), 8.0, 4.0)
+         + synth.render(np.roll(synth.babble(sec * synth.RATE, 2), 4000), -12.0, -4.0))
+    x += 1e-4 * np.random.default_rng(1).normal(size=x.shape)
+    res = {}
+    with threadpool_limits(1, user_api='blas'):
+        for mode in ('one', 'auto'):
+            loc = (SBMLocalizer(m1, model_two=m2, n_sources=0) if mode == 'auto'
+                   else SBMLocalizer(m1))
+            est = []
+            c0 = time.process_time()
+            for k, i in enumerate(range(0, x.shape[0], 800)):     # 50 ms chunks
+                loc.push_audio(x[i:i + 800])
+                if k % 2 == 1:                                     # 10 estimates per second
+                    e = loc.estimate()
+                    est.append(np.full(4, np.nan) if e is None else np.concatenate(
+                        [s.position for s in e.sources] + [np.full(2, np.nan)] * (2 - len(
+                            e.sources))))
+            res[mode + '_cpu'] = (time.process_time() - c0) / sec
+            res[mode + '_est'] = np.array(est)
+    np.savez(out, **res)
+
+
+def _train_data():
+    """(X, Y) of the paper's two-source size, cached in the temporary folder."""
+    import numpy as np
+    path = os.path.join(tempfile.gettempdir(), 'sbm_measure_models', 'two_source_20k.npz')
+    if not os.path.exists(path):
+        from sbm_ros.core.dataset import load_recordings, read_dataset, two_source_set
+        from sbm_ros.core.features import FeatureConfig
+        from sbm_ros.sim import VirtualHead, make_training_set
+        from sbm_ros.sim.camera import VirtualCamera
+        with tempfile.TemporaryDirectory() as tmp:
+            ds = read_dataset(make_training_set(os.path.join(tmp, 'ds'), VirtualHead(),
+                                                VirtualCamera.narrow()))
+            X, Y = two_source_set(load_recordings(ds, 16000), ds.targets, FeatureConfig(),
+                                  n_pairs=20000, seed=0)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(path, X=X, Y=Y)
+    with np.load(path) as z:
+        return z['X'], z['Y']
+
+
+def _train_worker(out):
+    import numpy as np
+    from sbm_ros.core.gllim import GLLiM
+    X, Y = _train_data()
+    c0, w0 = time.process_time(), time.perf_counter()
+    g = GLLiM(n_components=100, max_iter=100, random_state=0).fit(X, Y)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    p = g.params_
+    np.savez(out, wall=wall, cpu=cpu, n_iter=g.n_iter_, ll=g.lower_bound_, pi=p.pi, c=p.c,
+             Gamma=p.Gamma, A=p.A, b=p.b, sigma2=p.sigma2)
+
+
+def _run_worker(kind, pythonpath):
+    """Run a worker in a fresh interpreter with ``pythonpath`` first; returns its npz."""
+    import subprocess
+    import numpy as np
+    fd, out = tempfile.mkstemp(suffix='.npz')
+    os.close(fd)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([pythonpath, os.path.join(ROOT, 'test')]
+                                        + [p for p in [env.get('PYTHONPATH')] if p])
+    subprocess.run([sys.executable, os.path.abspath(__file__), '_' + kind, out], env=env,
+                   check=True)
+    with np.load(out) as z:
+        res = {k: z[k] for k in z.files}
+    os.remove(out)
+    return res
+
+
+def _checkout_of(rev, tmp):
+    import subprocess
+    dest = os.path.join(tmp, 'ref')
+    os.makedirs(dest)
+    arc = subprocess.run(['git', '-C', ROOT, 'archive', rev, 'sbm_ros'], check=True,
+                         capture_output=True).stdout
+    subprocess.run(['tar', '-x', '-C', dest], input=arc, check=True)
+    return dest
+
+
+def _compare(kind, argv):
+    import argparse
+    import numpy as np
+    ap = argparse.ArgumentParser(prog=f'measure_localizer.py {kind}')
+    ap.add_argument('--ref', help='git revision to measure in the same run (e.g. main)')
+    ap.add_argument('--repeat', type=int, default=5 if kind == 'inproc' else 1)
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = [('this checkout', ROOT)]
+        if a.ref:
+            trees.append((f'ref {a.ref}', _checkout_of(a.ref, tmp)))
+        if kind == 'train':
+            _train_data()
+        runs = {name: [] for name, _ in trees}
+        for _ in range(a.repeat):
+            for name, path in trees:
+                runs[name].append(_run_worker(kind, path))
+    keys = (('one_cpu', 'one-source CPU s / audio s'), ('auto_cpu', 'automatic CPU s / audio s')
+            ) if kind == 'inproc' else (('wall', 'training wall s'), ('cpu', 'training CPU s'))
+    for name, rs in runs.items():
+        figs = ', '.join(f'{label} {np.median([r[k] for r in rs]):.4f} '
+                         f'(runs: {" ".join(f"{r[k]:.4f}" for r in rs)})' for k, label in keys)
+        extra = (f', {int(rs[0]["n_iter"])} EM iterations, mean log-lik {float(rs[0]["ll"]):.6f}'
+                 if kind == 'train' else '')
+        print(f'{name}: {figs}{extra}')
+    if a.ref:
+        new, ref = runs['this checkout'][0], runs[f'ref {a.ref}'][0]
+        if kind == 'inproc':
+            for mode in ('one', 'auto'):
+                e1, e2 = new[mode + '_est'], ref[mode + '_est']
+                same_nan = np.array_equal(np.isnan(e1), np.isnan(e2))
+                d = np.nanmax(np.abs(e1 - e2)) if same_nan else np.inf
+                print(f'{mode}: {len(e1)} windows, same windows without estimate / with two '
+                      f'sources: {same_nan}; max |difference| of the estimates: {d:.3g}')
+        else:
+            for k in ('pi', 'c', 'Gamma', 'A', 'b', 'sigma2'):
+                if new[k].shape != ref[k].shape:
+                    print(f'{k}: shapes differ {new[k].shape} vs {ref[k].shape}')
+                    continue
+                d = np.abs(new[k] - ref[k])
+                print(f'{k}: max |difference| {d.max():.3g} (relative to max |{k}| '
+                      f'{d.max() / np.abs(ref[k]).max():.3g})')
+
+
 if __name__ == '__main__':
-    {'cpu': cpu, 'memory': memory}[sys.argv[1]]()
+    cmd = sys.argv[1]
+    if cmd in ('_inproc', '_train'):
+        (_inproc_worker if cmd == '_inproc' else _train_worker)(sys.argv[2])
+    elif cmd in ('inproc', 'train'):
+        _compare(cmd, sys.argv[2:])
+    else:
+        {'cpu': cpu, 'memory': memory}[cmd]()

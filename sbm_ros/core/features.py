@@ -243,20 +243,50 @@ def stft(x, cfg: Optional[FeatureConfig] = None) -> np.ndarray:
 
 def _ild_ipd(spec: np.ndarray):
     """ILD (dB), cos IPD, sin IPD and power from a (T, F, 2) spectrum."""
-    L = spec[..., 0]
-    R = spec[..., 1]
-    pL = L.real * L.real + L.imag * L.imag
-    pR = R.real * R.real + R.imag * R.imag
-    power = pL + pR
-    floor = ILD_REL_FLOOR * power + ILD_ABS_FLOOR
-    ild = 10.0 * np.log10((pR + floor) / (pL + floor))
-    np.clip(ild, -ILD_CLIP_DB, ILD_CLIP_DB, out=ild)
-    z = R * np.conj(L)
-    mag = np.abs(z)
-    ok = mag >= ILD_ABS_FLOOR  # also False for NaN
-    safe = np.where(ok, mag, 1.0)
-    cos = np.where(ok, z.real / safe, 1.0)
-    sin = np.where(ok, z.imag / safe, 0.0)
+    return _ild_ipd_lr(spec[..., 0], spec[..., 1])
+
+
+def _ild_ipd_lr(L: np.ndarray, R: np.ndarray, ild=None, cos=None, sin=None, power=None,
+                need=(1, 1)):
+    """ILD (dB), cos IPD, sin IPD and power from the left and right spectra (T, F).
+
+    ``ild``, ``cos``, ``sin``, ``power`` are optional float64 (T, F) outputs (e.g. blocks of the feature
+    matrix); ``need`` = (ILD wanted, IPD wanted): a block not wanted is returned as None. The
+    element-wise operations are exactly those of the reference definition (module docstring),
+    so the values are bit-identical whatever the memory layout.
+    """
+    pL = L.real * L.real
+    pL += L.imag * L.imag
+    pR = R.real * R.real
+    pR += R.imag * R.imag
+    power = np.add(pL, pR, out=power)
+    if need[0]:
+        floor = ILD_REL_FLOOR * power
+        floor += ILD_ABS_FLOOR
+        num = np.add(pR, floor, out=pR)               # pR, pL are not needed any more
+        den = np.add(pL, floor, out=pL)
+        ild = np.divide(num, den, out=ild)
+        np.log10(ild, out=ild)
+        ild *= 10.0
+        np.clip(ild, -ILD_CLIP_DB, ILD_CLIP_DB, out=ild)
+    else:
+        ild = None
+    if need[1]:
+        z = R * np.conj(L)
+        mag = np.abs(z)
+        ok = mag >= ILD_ABS_FLOOR  # also False for NaN
+        bad = ~ok
+        if bad.any():
+            mag[bad] = 1.0
+            cos = np.divide(z.real, mag, out=cos)
+            sin = np.divide(z.imag, mag, out=sin)
+            cos[bad] = 1.0
+            sin[bad] = 0.0
+        else:
+            cos = np.divide(z.real, mag, out=cos)
+            sin = np.divide(z.imag, mag, out=sin)
+    else:
+        cos = sin = None
     return ild, cos, sin, power
 
 
@@ -302,17 +332,43 @@ def features_from_spectra(spec,
     return np.ascontiguousarray(Y, dtype=np.float64), power
 
 
+def _features_block(x: np.ndarray, cfg: FeatureConfig, Y: np.ndarray, P: np.ndarray) -> None:
+    """Features of all frames of a checked float64 (n, 2) array into Y (T, D) and P (T, F).
+
+    Fused :func:`stft` + :func:`features_from_spectra` without the intermediate (T, F, 2)
+    copy: the left and right spectra stay in the rfft's (T, 2, n_fft//2 + 1) layout and each
+    feature block is written in place. Same values as the two public functions.
+    """
+    T = Y.shape[0]
+    F = cfg.n_freq
+    xc = np.ascontiguousarray(x[: (T - 1) * cfg.hop + cfg.n_fft].T)
+    st = xc.strides
+    frames = np.lib.stride_tricks.as_strided(
+        xc, shape=(T, 2, cfg.n_fft), strides=(cfg.hop * st[1], st[0], st[1]), writeable=False)
+    spec = np.fft.rfft(frames * hann_window(cfg.n_fft), axis=-1)  # (T, 2, n_fft//2 + 1)
+    L = spec[:, 0, 1:]
+    R = spec[:, 1, 1:]
+    ft = cfg.feature_type
+    if ft == "ilpd":
+        out = dict(ild=Y[:, :F], cos=Y[:, F:2 * F], sin=Y[:, 2 * F:], need=(1, 1))
+    elif ft == "ild":
+        out = dict(ild=Y, need=(1, 0))
+    else:
+        out = dict(cos=Y[:, :F], sin=Y[:, F:], need=(0, 1))
+    _ild_ipd_lr(L, R, power=P, **out)
+    if not np.isfinite(P).all() and not np.isfinite(spec).all():
+        raise ValueError("spec contains NaN or infinite values")   # as features_from_spectra
+
+
 def _features_nocheck(x: np.ndarray, cfg: FeatureConfig) -> Tuple[np.ndarray, np.ndarray]:
     T = n_frames(x.shape[0], cfg)
     F, D = cfg.n_freq, cfg.dim
-    if T <= _BLOCK_FRAMES:
-        return features_from_spectra(_stft_nocheck(x, cfg), cfg)
     Y = np.empty((T, D))
     P = np.empty((T, F))
     for t0 in range(0, T, _BLOCK_FRAMES):
         t1 = min(T, t0 + _BLOCK_FRAMES)
         seg = x[t0 * cfg.hop: (t1 - 1) * cfg.hop + cfg.n_fft]
-        Y[t0:t1], P[t0:t1] = features_from_spectra(_stft_nocheck(seg, cfg), cfg)
+        _features_block(seg, cfg, Y[t0:t1], P[t0:t1])
     return Y, P
 
 
@@ -469,7 +525,9 @@ class NoiseFloorTracker:
         self.capacity = max(1, int(np.ceil(window_s * frame_rate / self.decimate)))
         self.min_frames = int(np.ceil(min_time_s * frame_rate))
         self.refresh_frames = max(1, int(round(refresh_s * frame_rate)))
-        self._buf = np.zeros((self.capacity, self.n_freq))
+        # (F, capacity): each bin's history is one contiguous row, so the per-bin percentile
+        # (np.partition along the last axis) runs on contiguous memory.
+        self._buf = np.zeros((self.n_freq, self.capacity))
         self.reset()
 
     def reset(self) -> None:
@@ -503,11 +561,11 @@ class NoiseFloorTracker:
             return
         end = self._pos + n
         if end <= self.capacity:
-            self._buf[self._pos: end] = p
+            self._buf[:, self._pos: end] = p.T
         else:
             k = self.capacity - self._pos
-            self._buf[self._pos:] = p[:k]
-            self._buf[: n - k] = p[k:]
+            self._buf[:, self._pos:] = p[:k].T
+            self._buf[:, : n - k] = p[k:].T
         self._pos = end % self.capacity
         self._count = min(self.capacity, self._count + n)
 
@@ -521,9 +579,11 @@ class NoiseFloorTracker:
         if not self.ready:
             return None
         if self._cached is None or self.frames_seen - self._cached_at >= self.refresh_frames:
-            h = self._buf[: self._count]
+            h = self._buf[:, : self._count]
             k = int(np.floor(self.percentile / 100.0 * (self._count - 1)))
-            floor = np.partition(h, k, axis=0)[k]
+            # A full sort of each contiguous row is faster here than np.partition (numpy's
+            # vectorised sort) and gives the same order statistic.
+            floor = np.sort(h, axis=1)[:, k]
             self._cached = np.maximum(floor * self.bias, self.min_eps)
             self._cached_at = self.frames_seen
         return self._cached.copy()

@@ -45,6 +45,16 @@ from .params import GLLiMParams
 from .posterior import predict_full
 
 _LOG_2PI = np.log(2.0 * np.pi)
+#: ``e_step="auto"`` screens from this N * D * K on (the paper's two-source size is 3e9, its
+#: one-source size 2e7).
+_SCREEN_MIN_WORK = 5e8
+#: Screening keeps every (n, k) whose float32 log-joint is within this many nats of the row's
+#: best (plus a bound of the float32 error): the ones dropped have r_nk < exp(-40) = 4e-18.
+_SCREEN_NATS = 40.0
+#: Bound of the float32 cross term's error, relative to |y~|^2 + |A~ x~ + b~|^2.
+_SCREEN_F32_REL = 1e-4
+#: Fall back to the dense float64 GEMMs when more than this fraction of (n, k) survives.
+_SCREEN_MAX_FILL = 0.2
 
 
 def _kmeans_pp(X: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
@@ -93,12 +103,23 @@ class GLLiM:
         Seed of the k-means++ initialisation.
     verbose : bool
         Print the log-likelihood at every iteration.
+    e_step : str
+        ``"dense"``: the E-step cross term and the M-step moments ``Y^T (R * x~)`` are full
+        float64 GEMMs over all (n, k). ``"screened"``: responsibilities of high-dimensional
+        data are nearly hard (about 1.04 components per training pair within 40 nats of the
+        best on the two-source set), so a float32 GEMM only *screens* the (n, k) pairs; the
+        log-joint of the pairs within ``40`` nats (plus a bound of the float32 error) of their
+        row's best is then computed exactly in float64 from the gathered rows of Y, which the
+        M-step reuses for its moments. Pairs dropped have r_nk < 4e-18, so the results are
+        those of the dense float64 computation up to round-off; an iteration where more than
+        20 % of the pairs survive runs dense. ``"auto"`` (default): screened when
+        ``N * D * K >= 5e8``.
     """
 
     def __init__(self, n_components: int = 32, max_iter: int = 100, tol: float = 1e-6,
                  gamma_reg: float = 1e-3, sigma_floor: float = 1e-2,
                  min_component_mass: float = 1.0, random_state: int = 0,
-                 verbose: bool = False):
+                 verbose: bool = False, e_step: str = "auto"):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -107,6 +128,7 @@ class GLLiM:
         self.min_component_mass = min_component_mass
         self.random_state = random_state
         self.verbose = verbose
+        self.e_step = e_step
 
     # ------------------------------------------------------------------ validation
     def _validate(self, X, Y):
@@ -114,6 +136,9 @@ class GLLiM:
             raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        if self.e_step not in ("auto", "dense", "screened"):
+            raise ValueError(f"e_step must be 'auto', 'dense' or 'screened', got "
+                             f"{self.e_step!r}")
         for name in ("tol", "gamma_reg", "sigma_floor", "min_component_mass"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -134,57 +159,139 @@ class GLLiM:
         return X, Y
 
     # ------------------------------------------------------------------ EM pieces
-    def _log_joint(self, X, Y, Ysq_w):
-        """Unnormalised log r_nk = log pi_k + log N(x; c_k, Gamma_k) + log N(y; A_k x + b_k, S).
+    def _use_screening(self, N: int, D: int) -> bool:
+        """Whether the E-step screens (see ``e_step``)."""
+        if self.e_step != "auto":
+            return self.e_step == "screened"
+        return N * D * self.n_components >= _SCREEN_MIN_WORK
 
-        ``Ysq_w`` is ``sum_d y_nd^2 / sigma2_d`` (N,), computed once per iteration.
+    def _e_terms(self, X, centres=None):
+        """Everything of the log-joint but the cross term ``y~ . (A~_k x~ + b~_k)``.
+
+        Returns ``(base (N, K), quad (N, K), W (D, L+1, K), Xt (N, L+1))`` where the
+        unnormalised log r_nk is ``base - 0.5 * max(Ysq_w - 2 cross + quad, 0)`` with
+        ``cross_nk = y_n . W[:, :, k] x~_n``, y and x centred on ``centres`` (default: the
+        fit's), ``x~ = [x, 1]``.
         """
         p = self.params_
         K, L = p.c.shape
-        N, D = Y.shape
+        N = X.shape[0]
+        D = p.A.shape[1]
+        x_mean, y_mean = centres if centres is not None else (self._x_mean, self._y_mean)
         inv_sig = 1.0 / p.sigma2
-        # log N(x; c_k, Gamma_k), batched Cholesky over k.
-        chol = np.linalg.cholesky(p.Gamma)                              # (K, L, L)
-        diff = X[None, :, :] - p.c[:, None, :]                           # (K, N, L)
-        sol = np.linalg.solve(chol, diff.transpose(0, 2, 1))             # (K, L, N)
-        maha_x = np.sum(sol ** 2, axis=1).T                              # (N, K)
+        Xc = X - x_mean
+        # log N(x; c_k, Gamma_k) with P_k = Gamma_k^-1, expanded over the centred x:
+        # (x - c)^T P (x - c) = x^T P x - 2 x^T P c + c^T P c, three small GEMMs.
+        chol = np.linalg.cholesky(p.Gamma)                               # (K, L, L)
         logdet_g = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-        log_px = -0.5 * (L * _LOG_2PI + logdet_g[None, :] + maha_x)
-        # Residual term via one GEMM: W[:, k*(L+1):(k+1)*(L+1)] = [A_k b_k] / sigma2.
-        Ab = np.concatenate([p.A, p.b[:, :, None]], axis=2)              # (K, D, L+1)
-        W = (Ab * inv_sig[None, :, None]).transpose(1, 0, 2).reshape(D, K * (L + 1))
-        cross = (Y @ W).reshape(N, K, L + 1)                             # y^T S^-1 [A_k b_k]
-        Xt = np.concatenate([X, np.ones((N, 1))], axis=1)                # (N, L+1)
-        cross_term = np.einsum("nkl,nl->nk", cross, Xt)
-        # |A_k x + b_k|^2_S^-1 = x~^T (Ab_k^T S^-1 Ab_k) x~ ; (K, L+1, L+1) Gram matrices.
+        Linv = np.linalg.solve(chol, np.broadcast_to(np.eye(L), (K, L, L)))
+        P = np.einsum("kji,kjl->kil", Linv, Linv)                        # (K, L, L)
+        cc = p.c - x_mean
+        Pc = np.einsum("klm,km->kl", P, cc)
+        xx = (Xc[:, :, None] * Xc[:, None, :]).reshape(N, L * L)
+        maha_x = xx @ P.reshape(K, L * L).T - 2.0 * (Xc @ Pc.T) + np.einsum("kl,kl->k", cc, Pc)
+        np.maximum(maha_x, 0.0, out=maha_x)
+        base = -0.5 * (L * _LOG_2PI + logdet_g[None, :] + maha_x)
+        base += (np.log(p.pi) - 0.5 * (D * _LOG_2PI + np.sum(np.log(p.sigma2))))[None, :]
+        # Regression on the centred x~ = [x - x_mean, 1]: the mean of component k at x is
+        # Ab_k x~ with Ab_k = [A_k, b_k + A_k x_mean - y_mean] (centred y).
+        Ab = np.concatenate([p.A, (p.b - y_mean + p.A @ x_mean)[:, :, None]],
+                            axis=2)                                      # (K, D, L+1)
+        Xt = np.concatenate([Xc, np.ones((N, 1))], axis=1)               # (N, L+1)
+        W = (Ab * inv_sig[None, :, None]).transpose(1, 2, 0)             # (D, L+1, K)
+        # |Ab_k x~|^2_S^-1 = x~^T G_k x~, G_k = Ab_k^T S^-1 Ab_k: one (N, (L+1)^2) GEMM.
         gram = np.einsum("kdl,d,kdm->klm", Ab, inv_sig, Ab, optimize=True)
-        quad = np.einsum("nl,klm,nm->nk", Xt, gram, Xt, optimize=True)
-        maha_y = Ysq_w[:, None] - 2.0 * cross_term + quad
-        maha_y = np.maximum(maha_y, 0.0)
-        log_py = -0.5 * (D * _LOG_2PI + np.sum(np.log(p.sigma2)) + maha_y)
-        return np.log(p.pi)[None, :] + log_px + log_py
+        outer = (Xt[:, :, None] * Xt[:, None, :]).reshape(N, (L + 1) ** 2)
+        quad = outer @ gram.reshape(K, (L + 1) ** 2).T
+        return base, quad, W, Xt
 
-    def _m_step(self, X, Y, R, Ysq_sum, first):
-        """Maximise the expected complete log-likelihood given responsibilities R (N, K)."""
+    @staticmethod
+    def _cross(Y, W, Xt):
+        """cross_nk = y_n . W[:, :, k] x~_n for all n and k: one GEMM (dtype of Y)."""
+        N = Y.shape[0]
+        D, L1, K = W.shape
+        c = Y @ W.reshape(D, L1 * K).astype(Y.dtype, copy=False)         # l-major columns
+        return np.einsum("nlk,nl->nk", c.reshape(N, L1, K),
+                         Xt.astype(Y.dtype, copy=False)).astype(np.float64)
+
+    def _log_joint(self, X, Y, Ysq_w, centres=None):
+        """Unnormalised log r_nk = log pi_k + log N(x; c_k, Gamma_k) + log N(y; A_k x + b_k, S),
+        dense float64. ``Y`` centred on the fit's (or ``centres``') y mean, ``Ysq_w`` =
+        ``sum_d y_nd^2 / sigma2_d`` (N,) of the centred observations."""
+        base, quad, W, Xt = self._e_terms(X, centres)
+        maha_y = quad
+        maha_y -= 2.0 * self._cross(Y, W, Xt)
+        maha_y += Ysq_w[:, None]
+        np.maximum(maha_y, 0.0, out=maha_y)
+        base -= 0.5 * maha_y
+        return base
+
+    def _log_joint_screened(self, X, Y, Y32, Ysq_w):
+        """Screened E-step (see ``e_step``): ``(log_joint, gathered)`` with -inf outside the
+        kept pairs, exact float64 values on them, and ``gathered[k] = (rows, Y[rows])`` for
+        the M-step; ``(None, None)`` when too many pairs survive the screening."""
+        base, quad, W, Xt = self._e_terms(X)
+        N, K = base.shape
+        cross32 = self._cross(Y32, W, Xt)
+        approx = base - 0.5 * (Ysq_w[:, None] - 2.0 * cross32 + quad)
+        err = _SCREEN_F32_REL * (Ysq_w[:, None] + quad)                  # |error| bound
+        best = np.argmax(approx, axis=1)
+        floor = approx[np.arange(N), best] - err[np.arange(N), best] - _SCREEN_NATS
+        keep = approx + err >= floor[:, None]
+        if keep.sum() > _SCREEN_MAX_FILL * N * K:
+            return None, None
+        out = np.full((N, K), -np.inf)
+        gathered = {}
+        for k, rows in enumerate(keep.T):
+            rows = np.flatnonzero(rows)
+            if rows.size == 0:
+                continue
+            G = Y[rows]                                                  # (n_k, D) float64
+            cross = np.einsum("nl,nl->n", G @ W[:, :, k], Xt[rows])
+            maha = np.maximum(Ysq_w[rows] - 2.0 * cross + quad[rows, k], 0.0)
+            out[rows, k] = base[rows, k] - 0.5 * maha
+            gathered[k] = (rows, G)
+        return out, gathered
+
+    def _m_step(self, X, Y, R, Ysq_sum, first, gathered=None):
+        """Maximise the expected complete log-likelihood given responsibilities R (N, K).
+
+        ``Y`` centred on ``self._y_mean`` and ``Ysq_sum`` its column sums of squares. With
+        ``gathered`` (from the screened E-step; R is zero outside it) the moments
+        ``Y^T (R * x~)`` are summed over the gathered rows only.
+        """
         N, D = Y.shape
         L = X.shape[1]
         rk = R.sum(axis=0)                                               # (K,)
         keep = rk >= max(self.min_component_mass, 1e-12)
         if not np.any(keep):
             keep[np.argmax(rk)] = True
-        R = R[:, keep]
-        rk = rk[keep]
+        kept = np.flatnonzero(keep)
+        if not np.all(keep):
+            R = R[:, keep]
+            rk = rk[keep]
         K = R.shape[1]
         pi = rk / rk.sum()
         # Weighted moments: Sxx_k (L+1, L+1) and Syx_k (D, L+1) over x~ = [x - xm, 1]
-        # (x centred on its global mean, so the moments below do not cancel catastrophically
-        # for targets far from 0, e.g. pixels).
+        # (x centred on its global mean, y on its mean, so the moments below do not cancel
+        # catastrophically for targets far from 0, e.g. pixels).
         Xc = X - self._x_mean
         Xt = np.concatenate([Xc, np.ones((N, 1))], axis=1)
         outer = (Xt[:, :, None] * Xt[:, None, :]).reshape(N, (L + 1) ** 2)
         Sxx = (R.T @ outer).reshape(K, L + 1, L + 1)                     # (K, L+1, L+1)
-        RX = (R[:, :, None] * Xt[:, None, :]).reshape(N, K * (L + 1))
-        Syx = (Y.T @ RX).reshape(D, K, L + 1).transpose(1, 0, 2)         # (K, D, L+1)
+        if gathered is None:
+            # RX[:, l*K + k] = r_nk x~_nl (l-major), then one GEMM Y^T RX.
+            RX = np.empty((N, (L + 1) * K))
+            for j in range(L + 1):
+                np.multiply(R, Xt[:, j:j + 1], out=RX[:, j * K:(j + 1) * K])
+            Syx = (Y.T @ RX).reshape(D, L + 1, K).transpose(2, 0, 1)     # (K, D, L+1)
+            del RX
+        else:
+            Syx = np.zeros((K, D, L + 1))
+            for j, k in enumerate(kept):
+                if k in gathered:
+                    rows, G = gathered[k]
+                    Syx[j] = G.T @ (R[rows, j, None] * Xt[rows])
         # c_k and Gamma_k (weighted covariance, eigenvalues clipped at lam) from the moments.
         cc = Sxx[:, :L, L] / rk[:, None]                                 # centred means
         c = cc + self._x_mean
@@ -220,7 +327,8 @@ class GLLiM:
             self._sigma_floor_abs = max(self.sigma_floor * med, np.finfo(float).tiny)
         sigma2 = np.maximum(sigma2, self._sigma_floor_abs)
         A = np.ascontiguousarray(Ab[:, :, :L])
-        b = np.ascontiguousarray(Ab[:, :, L]) - A @ self._x_mean   # undo the centring of x
+        # undo the centring of x and y
+        b = np.ascontiguousarray(Ab[:, :, L]) - A @ self._x_mean + self._y_mean
         self.params_ = GLLiMParams(pi=pi, c=c, Gamma=Gamma, A=A, b=b, sigma2=sigma2)
         return int((~keep).sum())
 
@@ -237,29 +345,50 @@ class GLLiM:
         labels = _kmeans_pp(X, self.n_components, rng)
         R = np.zeros((N, self.n_components))
         R[np.arange(N), labels] = 1.0
-        Ysq = Y * Y                                                      # (N, D), once
+        self._y_mean = Y.mean(axis=0)
+        Yc = Y - self._y_mean                                            # (N, D), once
+        Ysq = Yc * Yc
         Ysq_sum = Ysq.sum(axis=0)                                        # (D,)
-        self.n_removed_ = self._m_step(X, Y, R, Ysq_sum, first=True)
+        Y32 = Yc.astype(np.float32) if self._use_screening(N, D) else None
+        gathered = None
+        if Y32 is not None:      # hard k-means labels: the moments need only each k's rows
+            gathered = {}
+            for k in range(self.n_components):
+                rows = np.flatnonzero(labels == k)
+                if rows.size:
+                    gathered[k] = (rows, Yc[rows])
+        self.n_screened_ = 0
+        self.n_removed_ = self._m_step(X, Yc, R, Ysq_sum, first=True, gathered=gathered)
         self.log_likelihoods_ = []
         self.converged_ = False
         self.n_iter_ = 0
         for it in range(1, self.max_iter + 1):
             Ysq_w = Ysq @ (1.0 / self.params_.sigma2)
-            log_joint = self._log_joint(X, Y, Ysq_w)
-            log_norm = logsumexp(log_joint, axis=1)
+            gathered = None
+            if Y32 is not None:
+                log_joint, gathered = self._log_joint_screened(X, Yc, Y32, Ysq_w)
+                self.n_screened_ += gathered is not None
+            if gathered is None:
+                log_joint = self._log_joint(X, Yc, Ysq_w)
+            m = log_joint.max(axis=1, keepdims=True)
+            E = np.exp(log_joint - m, out=log_joint)
+            tot = E.sum(axis=1, keepdims=True)
+            log_norm = np.log(tot)[:, 0] + m[:, 0]
             ll = float(np.mean(log_norm))
             self.log_likelihoods_.append(ll)
             self.n_iter_ = it
             if self.verbose:
                 print(f"[gllim] iter {it:3d}  K={self.params_.n_components:3d}  "
-                      f"mean log-lik {ll:.6f}")
+                      f"mean log-lik {ll:.6f}" + ("  (screened)" if gathered is not None
+                                                  else ""))
             if it > 1:
                 prev = self.log_likelihoods_[-2]
                 if abs(ll - prev) <= self.tol * max(abs(prev), 1e-300):
                     self.converged_ = True
                     break
-            R = np.exp(log_joint - log_norm[:, None])
-            self.n_removed_ += self._m_step(X, Y, R, Ysq_sum, first=False)
+            R = np.divide(E, tot, out=E)
+            self.n_removed_ += self._m_step(X, Yc, R, Ysq_sum, first=False, gathered=gathered)
+            del gathered
         self.lower_bound_ = self.log_likelihoods_[-1]
         self.n_components_ = self.params_.n_components
         self.fit_time_ = time.perf_counter() - t0
@@ -274,8 +403,11 @@ class GLLiM:
         self._check_fitted()
         X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
         Y = np.asarray(Y, dtype=np.float64)
-        Ysq_w = (Y ** 2) @ (1.0 / self.params_.sigma2)
-        return float(np.mean(logsumexp(self._log_joint(X, Y, Ysq_w), axis=1)))
+        centres = (X.mean(axis=0), Y.mean(axis=0))
+        Yc = Y - centres[1]
+        Ysq_w = (Yc ** 2) @ (1.0 / self.params_.sigma2)
+        return float(np.mean(logsumexp(self._log_joint(X, Yc, Ysq_w, centres=centres),
+                                       axis=1)))
 
     def predict(self, Y) -> np.ndarray:
         """Posterior mean E[x | y] for each fully observed row of Y (N, D) -> (N, L)."""

@@ -393,8 +393,49 @@ class SlidingWindow:
             self.recompute()
 
     def push_many(self, Y: np.ndarray, chi: np.ndarray) -> None:
-        for t in range(Y.shape[0]):
-            self.push(Y[t], chi[t])
+        """Add frames Y (T, D) with masks chi (T, F) or (T, D), oldest first.
+
+        Vectorised (masking, squares, ring writes) with exactly the result of :meth:`push`
+        frame by frame: the running sums take the same additions in the same order and are
+        recomputed from the buffer at the same frames.
+        """
+        Y = np.asarray(Y, dtype=np.float64)
+        chi = np.asarray(chi, dtype=bool)
+        if Y.ndim != 2 or Y.shape[1] != self.dim or chi.ndim != 2 or chi.shape[0] != Y.shape[0]:
+            raise ValueError(f"push_many expects Y (T, {self.dim}) and chi (T, F or D), got "
+                             f"{Y.shape} and {chi.shape}")
+        if chi.shape[1] == self.dim and self.n_bins != self.dim:
+            chi = chi[:, :self.n_bins]
+        t, T = 0, Y.shape[0]
+        while t < T:
+            # up to the next recompute, and never more than the buffer holds
+            m = min(T - t, self.recompute_every - self._since, self.length)
+            self._push_block(Y[t:t + m], chi[t:t + m])
+            t += m
+
+    def _push_block(self, Y: np.ndarray, chi: np.ndarray) -> None:
+        T = Y.shape[0]
+        ym = np.where(np.tile(chi, (1, self._reps)), Y, 0.0)
+        idx = (self._pos + np.arange(T)) % self.length
+        old = self._ym[idx]
+        old_sq = old * old
+        ym_sq = ym * ym
+        s_, q_ = self.s, self.q
+        for i in range(T):        # the additions of push(), in its order (bit-identical sums)
+            if self.n_frames + i >= self.length:       # full: the slot's frame leaves
+                s_ -= old[i]
+                q_ -= old_sq[i]
+            s_ += ym[i]
+            q_ += ym_sq[i]
+        full = np.minimum(self.n_frames + np.arange(T), self.length) == self.length
+        self.n = self.n - (self._chi[idx] & full[:, None]).sum(axis=0) + chi.sum(axis=0)
+        self._ym[idx] = ym
+        self._chi[idx] = chi
+        self._pos = (self._pos + T) % self.length
+        self.n_frames = min(self.length, self.n_frames + T)
+        self._since += T
+        if self._since >= self.recompute_every:
+            self.recompute()
 
     def recompute(self) -> None:
         """Recompute the sums exactly from the buffer."""
