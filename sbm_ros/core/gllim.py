@@ -242,12 +242,15 @@ class GLLiM:
             return None, None
         out = np.full((N, K), -np.inf)
         gathered = {}
+        Wk = np.ascontiguousarray(W.transpose(2, 1, 0))                 # (K, L+1, D)
         for k, rows in enumerate(keep.T):
             rows = np.flatnonzero(rows)
             if rows.size == 0:
                 continue
             G = Y[rows]                                                  # (n_k, D) float64
-            cross = np.einsum("nl,nl->n", G @ W[:, :, k], Xt[rows])
+            # einsum, not a (n_k, D) @ (D, L+1) BLAS call: multi-threaded BLAS on such thin
+            # products costs milliseconds each in thread synchronisation on a busy machine.
+            cross = np.einsum("nl,nl->n", np.einsum("nd,ld->nl", G, Wk[k]), Xt[rows])
             maha = np.maximum(Ysq_w[rows] - 2.0 * cross + quad[rows, k], 0.0)
             out[rows, k] = base[rows, k] - 0.5 * maha
             gathered[k] = (rows, G)
@@ -287,11 +290,12 @@ class GLLiM:
             Syx = (Y.T @ RX).reshape(D, L + 1, K).transpose(2, 0, 1)     # (K, D, L+1)
             del RX
         else:
-            Syx = np.zeros((K, D, L + 1))
+            Syx = np.zeros((K, L + 1, D))
             for j, k in enumerate(kept):
                 if k in gathered:
                     rows, G = gathered[k]
-                    Syx[j] = G.T @ (R[rows, j, None] * Xt[rows])
+                    Syx[j] = np.einsum("nd,nl->ld", G, R[rows, j, None] * Xt[rows])
+            Syx = Syx.transpose(0, 2, 1)
         # c_k and Gamma_k (weighted covariance, eigenvalues clipped at lam) from the moments.
         cc = Sxx[:, :L, L] / rk[:, None]                                 # centred means
         c = cc + self._x_mean
