@@ -227,9 +227,9 @@ class GLLiM:
         return base
 
     def _log_joint_screened(self, X, Y, Y32, Ysq_w):
-        """Screened E-step (see ``e_step``): ``(log_joint, gathered)`` with -inf outside the
-        kept pairs, exact float64 values on them, and ``gathered[k] = (rows, Y[rows])`` for
-        the M-step; ``(None, None)`` when too many pairs survive the screening."""
+        """Screened E-step (see ``e_step``): ``((n, k, log_joint), gathered)``, the kept pairs
+        with their exact float64 log-joint, and ``gathered[k] = (rows, Y[rows])`` for the
+        M-step; ``(None, None)`` when too many pairs survive the screening."""
         base, quad, W, Xt = self._e_terms(X)
         N, K = base.shape
         cross32 = self._cross(Y32, W, Xt)
@@ -240,7 +240,7 @@ class GLLiM:
         keep = approx + err >= floor[:, None]
         if keep.sum() > _SCREEN_MAX_FILL * N * K:
             return None, None
-        out = np.full((N, K), -np.inf)
+        pairs_n, pairs_k, values = [], [], []
         gathered = {}
         Wk = np.ascontiguousarray(W.transpose(2, 1, 0))                 # (K, L+1, D)
         for k, rows in enumerate(keep.T):
@@ -252,9 +252,11 @@ class GLLiM:
             # products costs milliseconds each in thread synchronisation on a busy machine.
             cross = np.einsum("nl,nl->n", np.einsum("nd,ld->nl", G, Wk[k]), Xt[rows])
             maha = np.maximum(Ysq_w[rows] - 2.0 * cross + quad[rows, k], 0.0)
-            out[rows, k] = base[rows, k] - 0.5 * maha
+            pairs_n.append(rows)
+            pairs_k.append(np.full(rows.size, k))
+            values.append(base[rows, k] - 0.5 * maha)
             gathered[k] = (rows, G)
-        return out, gathered
+        return (np.concatenate(pairs_n), np.concatenate(pairs_k), np.concatenate(values)), gathered
 
     def _m_step(self, X, Y, R, Ysq_sum, first, gathered=None):
         """Maximise the expected complete log-likelihood given responsibilities R (N, K).
@@ -370,14 +372,21 @@ class GLLiM:
             Ysq_w = Ysq @ (1.0 / self.params_.sigma2)
             gathered = None
             if Y32 is not None:
-                log_joint, gathered = self._log_joint_screened(X, Yc, Y32, Ysq_w)
+                pairs, gathered = self._log_joint_screened(X, Yc, Y32, Ysq_w)
                 self.n_screened_ += gathered is not None
             if gathered is None:
                 log_joint = self._log_joint(X, Yc, Ysq_w)
-            m = log_joint.max(axis=1, keepdims=True)
-            E = np.exp(log_joint - m, out=log_joint)
-            tot = E.sum(axis=1, keepdims=True)
-            log_norm = np.log(tot)[:, 0] + m[:, 0]
+                m = log_joint.max(axis=1, keepdims=True)
+                E = np.exp(log_joint - m, out=log_joint)
+                tot = E.sum(axis=1, keepdims=True)
+                log_norm = np.log(tot)[:, 0] + m[:, 0]
+            else:       # softmax over the kept pairs only (every row keeps its best one)
+                pn, pk, lj = pairs
+                m = np.full(N, -np.inf)
+                np.maximum.at(m, pn, lj)
+                e = np.exp(lj - m[pn])
+                tot = np.bincount(pn, weights=e, minlength=N)
+                log_norm = np.log(tot) + m
             ll = float(np.mean(log_norm))
             self.log_likelihoods_.append(ll)
             self.n_iter_ = it
@@ -390,7 +399,11 @@ class GLLiM:
                 if abs(ll - prev) <= self.tol * max(abs(prev), 1e-300):
                     self.converged_ = True
                     break
-            R = np.divide(E, tot, out=E)
+            if gathered is None:
+                R = np.divide(E, tot, out=E)
+            else:
+                R = np.zeros((N, self.params_.n_components))
+                R[pn, pk] = e / tot[pn]
             self.n_removed_ += self._m_step(X, Yc, R, Ysq_sum, first=False, gathered=gathered)
             del gathered
         self.lower_bound_ = self.log_likelihoods_[-1]
