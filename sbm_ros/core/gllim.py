@@ -36,7 +36,9 @@ Numerical choices (method.md section 3), stated here once:
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.special import logsumexp
@@ -55,6 +57,19 @@ _SCREEN_NATS = 40.0
 _SCREEN_F32_REL = 1e-4
 #: Fall back to the dense float64 GEMMs when more than this fraction of (n, k) survives.
 _SCREEN_MAX_FILL = 0.2
+#: Threads for the per-component gathers and products of the screened EM (numpy releases the
+#: GIL in them; each component's result is computed by one thread, so results do not depend
+#: on the count).
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _map_components(fn, ks):
+    """``[fn(k) for k in ks]``, on ``_THREADS`` threads."""
+    ks = list(ks)
+    if _THREADS == 1 or len(ks) < 2:
+        return [fn(k) for k in ks]
+    with ThreadPoolExecutor(_THREADS) as ex:
+        return list(ex.map(fn, ks))
 
 
 def _kmeans_pp(X: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
@@ -240,22 +255,23 @@ class GLLiM:
         keep = approx + err >= floor[:, None]
         if keep.sum() > _SCREEN_MAX_FILL * N * K:
             return None, None
-        pairs_n, pairs_k, values = [], [], []
-        gathered = {}
         Wk = np.ascontiguousarray(W.transpose(2, 1, 0))                 # (K, L+1, D)
-        for k, rows in enumerate(keep.T):
-            rows = np.flatnonzero(rows)
-            if rows.size == 0:
-                continue
+
+        def exact(k):
+            rows = np.flatnonzero(keep[:, k])
             G = Y[rows]                                                  # (n_k, D) float64
             # einsum, not a (n_k, D) @ (D, L+1) BLAS call: multi-threaded BLAS on such thin
             # products costs milliseconds each in thread synchronisation on a busy machine.
             cross = np.einsum("nl,nl->n", np.einsum("nd,ld->nl", G, Wk[k]), Xt[rows])
             maha = np.maximum(Ysq_w[rows] - 2.0 * cross + quad[rows, k], 0.0)
-            pairs_n.append(rows)
-            pairs_k.append(np.full(rows.size, k))
-            values.append(base[rows, k] - 0.5 * maha)
-            gathered[k] = (rows, G)
+            return rows, G, base[rows, k] - 0.5 * maha
+
+        ks = np.flatnonzero(keep.any(axis=0))
+        res = _map_components(exact, ks)
+        gathered = {k: (rows, G) for k, (rows, G, _) in zip(ks, res)}
+        pairs_n = [r[0] for r in res]
+        pairs_k = [np.full(r[0].size, k) for k, r in zip(ks, res)]
+        values = [r[2] for r in res]
         return (np.concatenate(pairs_n), np.concatenate(pairs_k), np.concatenate(values)), gathered
 
     def _m_step(self, X, Y, R, Ysq_sum, first, gathered=None):
@@ -293,10 +309,12 @@ class GLLiM:
             del RX
         else:
             Syx = np.zeros((K, L + 1, D))
-            for j, k in enumerate(kept):
-                if k in gathered:
-                    rows, G = gathered[k]
-                    Syx[j] = np.einsum("nd,nl->ld", G, R[rows, j, None] * Xt[rows])
+
+            def moments(j):
+                rows, G = gathered[kept[j]]
+                Syx[j] = np.einsum("nd,nl->ld", G, R[rows, j, None] * Xt[rows])
+
+            _map_components(moments, [j for j in range(K) if kept[j] in gathered])
             Syx = Syx.transpose(0, 2, 1)
         # c_k and Gamma_k (weighted covariance, eigenvalues clipped at lam) from the moments.
         cc = Sxx[:, :L, L] / rk[:, None]                                 # centred means
