@@ -16,6 +16,13 @@ Numerical choices (method.md section 3), stated here once:
   the weighted moments ``S_yx~_k = sum_n r_nk y_n [x_n; 1]^T`` (one GEMM ``Y^T @ (R * X~)``) and
   ``S_x~x~_k``; ``sigma2`` follows from them in O(K D L^2) without forming residuals. Memory is
   O(N K + K D L).
+* **Screened E-step** (``e_step``, default for N K D >= 5e8, e.g. the paper's two-source size):
+  responsibilities of D = 1536 features are nearly hard, so the cross-term GEMM runs in float32
+  only to *select* the (n, k) pairs within 40 nats of each row's best (with a bound of the
+  float32 error); their log-joint is recomputed exactly in float64 from the gathered rows of Y,
+  which the M-step reuses for ``S_yx~_k``. Dropped pairs have r_nk < 4e-18: the parameters are
+  the dense float64 ones up to round-off (5e-11 relative after 100 iterations at N = 20,000,
+  K = 100), about 3x faster.
 * **Gamma_k**: the weighted covariance with its eigenvalues clipped from below at
   ``gamma_reg * mean variance of X`` (the exact maximiser under the constraint
   ``Gamma_k >= lambda I``, so EM stays monotone).
