@@ -250,10 +250,10 @@ def _ild_ipd_lr(L: np.ndarray, R: np.ndarray, ild=None, cos=None, sin=None, powe
                 need=(1, 1)):
     """ILD (dB), cos IPD, sin IPD and power from the left and right spectra (T, F).
 
-    ``ild``, ``cos``, ``sin``, ``power`` are optional float64 (T, F) outputs (e.g. blocks of the
-    feature matrix); ``need`` = (ILD wanted, IPD wanted): a block not wanted is returned as
-    None. The element-wise operations are exactly those of the reference definition (module
-    docstring), so the values are bit-identical whatever the memory layout.
+    ``ild``, ``cos``, ``sin``, ``power`` are optional float64 (T, F) outputs (e.g. blocks of
+    the feature matrix); ``need`` = (ILD wanted, IPD wanted): a block not wanted is returned
+    as None. The element-wise operations are exactly those of the reference definition
+    (module docstring), so the values are bit-identical whatever the memory layout.
     """
     pL = L.real * L.real
     pL += L.imag * L.imag

@@ -109,3 +109,18 @@ def test_params_validate_names_the_problem():
     bad = GLLiMParams(pi=p.pi, c=p.c, Gamma=p.Gamma, A=p.A[:, :-1], b=p.b, sigma2=p.sigma2)
     with pytest.raises(ValueError, match='parameter A has shape'):
         bad.validate()
+
+
+def test_screened_e_step_matches_dense():
+    """The screened E-step (float32 screening, exact float64 on the kept pairs) gives the dense
+    float64 EM's parameters up to round-off."""
+    X, Y = piecewise_affine(2000, D=200, noise=0.05)
+    a = GLLiM(n_components=12, e_step='dense', max_iter=30).fit(X, Y)
+    b = GLLiM(n_components=12, e_step='screened', max_iter=30).fit(X, Y)
+    assert b.n_screened_ == b.n_iter_ and a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(b.log_likelihoods_, a.log_likelihoods_, rtol=1e-12)
+    for name in ('pi', 'c', 'Gamma', 'A', 'b', 'sigma2'):
+        np.testing.assert_allclose(getattr(b.params_, name), getattr(a.params_, name),
+                                   rtol=1e-8, atol=1e-9, err_msg=name)
+    with pytest.raises(ValueError, match='e_step'):
+        GLLiM(e_step='fast').fit(X, Y)
