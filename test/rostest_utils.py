@@ -11,8 +11,10 @@
 * :func:`domain_id_for` gives each test module its own DDS domain: consecutive ids, one per
   DDS test module, in a block placed by the checkout path and shifted by a ``ROS_DOMAIN_ID``
   set in the environment, so modules never share a domain, checkouts do not talk to each other,
-  and two suites on one machine are kept apart by giving them ``ROS_DOMAIN_ID`` values that
-  differ by at least the number of DDS test modules.
+  and two suites on one machine never share a domain: each id is claimed with a machine-wide
+  lock file held until the test process exits (a taken id moves on to the next free one);
+  across machines on one network, give the suites ``ROS_DOMAIN_ID`` values that differ by at
+  least the number of DDS test modules.
 """
 
 from __future__ import annotations
@@ -39,18 +41,55 @@ _DOMAIN_LO, _DOMAIN_SPAN = 20, 82   # ids in [20, 101]: above 101 the DDS ports 
 
 
 def _dds_test_modules() -> List[str]:
-    """The test modules that take a domain from :func:`domain_id_for`, sorted."""
+    """The test modules (in ``test/`` and its sub-folders) that take a domain from
+    :func:`domain_id_for`, sorted by name."""
     here = os.path.dirname(os.path.abspath(__file__))
     out = []
-    for f in sorted(os.listdir(here)):
-        if f.startswith('test_') and f.endswith('.py'):
-            try:
-                with open(os.path.join(here, f), encoding='utf-8') as fh:
-                    if 'domain_id_for(' in fh.read():
-                        out.append(f[:-3])
-            except OSError:
-                pass
-    return out
+    for folder, dirs, files in os.walk(here):
+        dirs[:] = [d for d in dirs if not d.startswith(('.', '__'))]
+        for f in files:
+            if f.startswith('test_') and f.endswith('.py'):
+                try:
+                    with open(os.path.join(folder, f), encoding='utf-8') as fh:
+                        if 'domain_id_for(' in fh.read():
+                            out.append(f[:-3])
+                except OSError:
+                    pass
+    return sorted(out)
+
+
+_CLAIMED: Dict[tuple, int] = {}   # (module name, base) -> domain id claimed by this process
+_LOCKS: Dict[int, int] = {}       # domain id -> open lock file descriptor (held until exit)
+
+
+def _claim(first: int) -> int:
+    """The first domain id from ``first`` on (wrapping in the span) whose machine-wide lock
+    file this process can take: two test suites on one machine (two checkouts, a CI job and a
+    developer) then never share a DDS domain, whatever their paths and ``ROS_DOMAIN_ID``. The
+    lock (``flock`` on ``$TMPDIR/sbm_ros-dds-domain-<id>.lock``) is released when the process
+    exits, even when it is killed. Without ``fcntl`` (not Linux/macOS) ``first`` is used."""
+    try:
+        import fcntl
+    except ImportError:
+        return first
+    lock_dir = tempfile.gettempdir()
+    for k in range(_DOMAIN_SPAN):
+        did = _DOMAIN_LO + (first - _DOMAIN_LO + k) % _DOMAIN_SPAN
+        if did in _LOCKS:
+            continue
+        path = os.path.join(lock_dir, f'sbm_ros-dds-domain-{did}.lock')
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return first
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _LOCKS[did] = fd
+        return did
+    return first
 
 
 def domain_id_for(name: str, environ: Optional[Dict[str, str]] = None) -> int:
@@ -61,7 +100,10 @@ def domain_id_for(name: str, environ: Optional[Dict[str, str]] = None) -> int:
     suite never share a domain; another name gets a hash), the checkout path separates
     checkouts, and ``base`` is ``ROS_DOMAIN_ID`` from the environment when it is set (else 0):
     two suites run from the same path (CI jobs, containers on the host network) are apart when
-    their ``ROS_DOMAIN_ID`` differ by at least the number of DDS test modules.
+    their ``ROS_DOMAIN_ID`` differ by at least the number of DDS test modules. On one machine
+    the id is then claimed with a lock file (:func:`_claim`): when another process (another
+    suite, another checkout) holds it, the next free id is used, so concurrent suites never
+    share a domain. The same name always gets the same id within a process.
     """
     env = os.environ if environ is None else environ
     raw = str(env.get('ROS_DOMAIN_ID', '') or '').strip()
@@ -72,7 +114,11 @@ def domain_id_for(name: str, environ: Optional[Dict[str, str]] = None) -> int:
     short = name.rsplit('.', 1)[-1]
     mods = _dds_test_modules()
     index = mods.index(short) if short in mods else len(mods) + zlib.crc32(short.encode())
-    return _DOMAIN_LO + (base + zlib.crc32(ROOT.encode()) + index) % _DOMAIN_SPAN
+    if (short, base) in _CLAIMED:
+        return _CLAIMED[(short, base)]
+    first = _DOMAIN_LO + (base + zlib.crc32(ROOT.encode()) + index) % _DOMAIN_SPAN
+    _CLAIMED[(short, base)] = did = _claim(first)
+    return did
 
 
 def _param_text(value) -> str:
