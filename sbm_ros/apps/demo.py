@@ -151,8 +151,19 @@ def _param_text(v) -> str:
     return json.dumps(str(v))
 
 
+def _stop_with_parent() -> None:  # runs in the node's process between fork and exec
+    """Linux: the node gets SIGTERM (a clean rclpy shutdown) when the demo process dies, even
+    by SIGKILL (a test timeout, an OOM kill), instead of running on orphaned."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class NodeRun:
-    """``python -m sbm_ros.nodes.<module> --ros-args ...`` with its output in a log file."""
+    """``python -m sbm_ros.nodes.<module> --ros-args ...`` with its output in a log file; the
+    node is stopped when the demo process dies (Linux)."""
 
     def __init__(self, module: str, params: Dict, log_dir: str, env: Dict[str, str],
                  remaps: Optional[Dict] = None):
@@ -170,7 +181,8 @@ class NodeRun:
         self._fh = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self._fh, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env, cwd=ROOT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=_stop_with_parent if os.name == "posix" else None)
         return self
 
     def text(self) -> str:
@@ -576,8 +588,14 @@ def _say_results(result: Dict, out: str) -> None:
     say(f"estimates: {f['estimates_csv']}")
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    # SIGTERM (kill, a supervisor, a test timeout) stops the nodes like Ctrl-C does
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     run = _prepare(args)
     if run is None:
         return 2
@@ -590,7 +608,11 @@ def main(argv=None) -> int:
         return 1
     run.t_train = time.monotonic() - t_train
     _node_params(run)
-    rc, result = _record(run)
+    try:
+        rc, result = _record(run)
+    except KeyboardInterrupt:
+        say("interrupted: the nodes were stopped; no results written")
+        return 130
     if result is not None:
         _say_results(result, run.out)
     say(f"done in {time.monotonic() - T_START:.1f} s (exit code {rc})")
