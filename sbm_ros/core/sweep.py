@@ -72,7 +72,7 @@ class SweepParams:
     """Segmentation parameters (see the module docstring)."""
     tolerance: float = 1.0            # max bounding-box diagonal of a stretch
     tolerance_unit: str = "deg"       # "deg" (needs a camera) or "px"
-    min_duration_s: float = 0.5
+    min_duration_s: float = 0.4
     max_duration_s: float = 1.0
     max_gap_s: float = 0.25           # losses up to this long are bridged
     min_rms_dbfs: float = -50.0

@@ -9,10 +9,10 @@ virtual camera, default 15) and a ``loudspeaker`` entry::
       level_dbfs: -20            # RMS of the white noise fed to the loudspeaker (mono)
       marker: {dictionary: DICT_4X4_50, id: 7, side_m: 0.08}
       raster:                    # a serpentine over the camera's view ...
-        rows: 12                 # horizontal passes, evenly spaced from the top margin line to
+        rows: 15                 # horizontal passes, evenly spaced from the top margin line to
                                  # the bottom one
-        speed_deg_s: 1.8         # angular speed along the path
-        margin_px: 40            # pixels left out on each side (the marker must stay whole
+        speed_deg_s: 2.1         # angular speed along the path
+        margin_px: 48            # pixels left out on each side (the marker must stay whole
                                  # in the image to be detected); or margin: fraction of W / H
         pause_every_deg: 0       # optional stops: every so many degrees of path ...
         pause_s: 0               # ... stand still that long
