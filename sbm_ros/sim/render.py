@@ -153,14 +153,14 @@ class VirtualHead:
         if hop < 1:
             raise ValueError(f"hop must be >= 1, got {hop}")
         n = s.size
-        n_blocks = n // hop + 1
+        n_blocks = -(-n // hop) + 1                          # windows overlapping [0, n)
         times = np.arange(n_blocks) * hop / self.sample_rate
         az, el = _directions(direction_at, times)
         win = 0.5 - 0.5 * np.cos(np.pi * np.arange(2 * hop) / hop)    # periodic Hann, 2 hop
         ir0 = self.binaural_ir(az[0], el[0])
         L = ir0.shape[0]
         nfft = next_fast_len(2 * hop + L - 1)
-        out = np.zeros((n + hop + L, 2))
+        out = np.zeros((n + 2 * hop + L, 2))
         g = 10.0 ** (float(gain_db) / 20.0)
         cache_key, H = None, None
         for k in range(n_blocks):
