@@ -9,13 +9,14 @@ virtual camera, default 15) and a ``loudspeaker`` entry::
       level_dbfs: -20            # RMS of the white noise fed to the loudspeaker (mono)
       marker: {dictionary: DICT_4X4_50, id: 7, side_m: 0.08}
       raster:                    # a serpentine over the camera's view ...
-        rows: 15                 # horizontal passes, evenly spaced from the top margin line to
+        rows: 14                 # horizontal passes, evenly spaced from the top margin line to
                                  # the bottom one
         speed_deg_s: 2.1         # angular speed along the path
         margin_px: 48            # pixels left out on each side (the marker must stay whole
                                  # in the image to be detected); or margin: fraction of W / H
         pause_every_deg: 0       # optional stops: every so many degrees of path ...
         pause_s: 0               # ... stand still that long
+        turn_pause_s: 0.6        # stand still that long at both ends of every pass
       # waypoints:               # ... or explicit waypoints, linear in (az, el) between them:
       #   - [0.0, -10.0, 5.0]    # [t_s, azimuth_deg, elevation_deg], or
       #   - {t: 4.0, pixel: [320, 240]}      # {t, direction: [az, el]} / {t, pixel: [u, v]}
@@ -107,12 +108,15 @@ class Trajectory:
 
 def raster_trajectory(camera, rows: int = 12, speed_deg_s: float = 1.8, margin: float = 0.03,
                       pause_every_deg: float = 0.0, pause_s: float = 0.0,
-                      step_px: float = 4.0, margin_px: Optional[float] = None) -> Trajectory:
+                      step_px: float = 4.0, margin_px: Optional[float] = None,
+                      turn_pause_s: float = 0.0) -> Trajectory:
     """Serpentine over the image: ``rows`` horizontal passes (left to right, then back) evenly
     spaced from the top margin line to the bottom one (one pass in the middle if ``rows`` is
     1), joined by vertical moves, at ``speed_deg_s`` along the path; optional stops of
     ``pause_s`` every ``pause_every_deg`` degrees of path. The margin is ``margin_px`` pixels
-    on every side, else ``margin`` times the width / height. Starts at t = 0."""
+    on every side, else ``margin`` times the width / height. ``turn_pause_s``: the loudspeaker
+    stands still that long at both ends of every pass (the image's corner and edge cells get
+    still samples there). Starts at t = 0."""
     if rows < 1 or speed_deg_s <= 0:
         raise ValueError("raster needs rows >= 1 and speed_deg_s > 0")
     W, H = camera.width, camera.height
@@ -123,18 +127,32 @@ def raster_trajectory(camera, rows: int = 12, speed_deg_s: float = 1.8, margin: 
     v0, v1 = mv, H - mv
     vs = np.linspace(v0, v1, rows) if rows > 1 else np.array([0.5 * (v0 + v1)])
     n_u = max(2, int(math.ceil((u1 - u0) / step_px)) + 1)
-    pts = []
+    pts, turns = [], []
     for r, v in enumerate(vs):
         us = np.linspace(u0, u1, n_u) if r % 2 == 0 else np.linspace(u1, u0, n_u)
         if pts:                                         # vertical move from the previous row
             pu, pv = pts[-1]
             n_v = max(2, int(math.ceil(abs(v - pv) / step_px)) + 1)
             pts.extend((pu, vv) for vv in np.linspace(pv, v, n_v)[1:-1])
+        turns.append(len(pts))
         pts.extend((u, v) for u in us)
+        turns.append(len(pts) - 1)
     px = np.asarray(pts)
     az, el = camera.pixel_to_direction(px[:, 0], px[:, 1])
     dist = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(az), np.diff(el)))])
     t = dist / speed_deg_s
+    if turn_pause_s > 0:
+        stop = np.zeros(px.shape[0])
+        stop[turns] = turn_pause_s
+        wait = np.cumsum(stop)                          # stops up to and including point i
+        rows_out = []
+        for i in range(px.shape[0]):
+            rows_out.append((t[i] + wait[i] - stop[i], az[i], el[i]))
+            if stop[i]:
+                rows_out.append((t[i] + wait[i], az[i], el[i]))
+        if pause_every_deg > 0 and pause_s > 0:
+            raise ValueError("give either turn_pause_s or pause_every_deg / pause_s")
+        return Trajectory(rows_out)
     if pause_every_deg > 0 and pause_s > 0:
         marks = np.arange(pause_every_deg, dist[-1], pause_every_deg)
         all_d = np.union1d(dist, marks)
@@ -345,7 +363,7 @@ def _parse_loudspeaker(ls, camera, sc_where="loudspeaker"):
             raise ScenarioError("loudspeaker.raster must be a mapping")
         where = "loudspeaker.raster"
         _check_keys(r, {"rows", "speed_deg_s", "margin", "margin_px", "pause_every_deg",
-                        "pause_s"}, where)
+                        "pause_s", "turn_pause_s"}, where)
         rows = r.get("rows", 12)
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ScenarioError(f"{where}: 'rows' must be an integer >= 1, got {rows!r}")
@@ -357,7 +375,9 @@ def _parse_loudspeaker(ls, camera, sc_where="loudspeaker"):
                                      _num(r, "speed_deg_s", where, 1.8, positive=True), margin,
                                      _num(r, "pause_every_deg", where, 0.0, nonneg=True),
                                      _num(r, "pause_s", where, 0.0, nonneg=True),
-                                     margin_px=_num(r, "margin_px", where, None, nonneg=True))
+                                     margin_px=_num(r, "margin_px", where, None, nonneg=True),
+                                     turn_pause_s=_num(r, "turn_pause_s", where, 0.0,
+                                                       nonneg=True))
         except ValueError as exc:
             raise ScenarioError(f"{where}: {exc}") from None
     else:
