@@ -194,7 +194,7 @@ def run(out_dir: str, sweep_path: Optional[str] = None, params=None, flicker: fl
                                  "n_recordings": r.n_recordings}
             t0 = time.perf_counter()
             recs, truths, kind = _test_set(sc, head, tmp, say)
-            res["test"] = {"kind": kind, "positions": len(recs), "grid": list(TEST_GRID),
+            res["test"] = {"kind": kind, "positions": len(recs), "test_grid": list(TEST_GRID),
                            "sweep": evaluate(m_sweep, recs, truths),
                            "grid": evaluate(m_grid, recs, truths)}
             times["test"] = round(time.perf_counter() - t0, 2)

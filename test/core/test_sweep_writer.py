@@ -23,8 +23,8 @@ def audio(seed=0, n=4000):
 
 
 def test_append_gives_a_dataset_sbm_train_reads(tmp_path):
-    w = SampleWriter(tmp_path / "ds", camera={"width": 640, "height": 480, "fx": 1.0,
-                                               "fy": 1.0, "cx": 320, "cy": 240})
+    cam = {"width": 640, "height": 480, "fx": 1.0, "fy": 1.0, "cx": 320, "cy": 240}
+    w = SampleWriter(tmp_path / "ds", camera=cam)
     names = [w.append(audio(i), RATE, (i * 0.5, -i * 0.25)) for i in range(5)]
     assert names == [f"sweep_{i:05d}.wav" for i in range(5)] and w.count == 5
     ds = read_dataset(str(tmp_path / "ds"))
