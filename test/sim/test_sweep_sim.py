@@ -106,6 +106,12 @@ def test_trajectory_and_raster():
     p = raster_trajectory(cam, rows=2, speed_deg_s=2.0, pause_every_deg=3.0, pause_s=0.5)
     still = p.speed_at(np.linspace(0, p.end_s, 5000)) == 0
     assert 0.1 < still.mean() < 0.3                        # 0.5 s stops every 1.5 s of path
+    q = raster_trajectory(cam, rows=3, speed_deg_s=2.0, margin_px=48, turn_pause_s=0.6)
+    r3 = raster_trajectory(cam, rows=3, speed_deg_s=2.0, margin_px=48)
+    assert q.end_s == pytest.approx(r3.end_s + 6 * 0.6)     # two stops per pass
+    for t in (0.1, 0.5):                                   # still in the top-left corner
+        u, v = cam.direction_to_pixel(*q.direction_at(t))
+        assert (float(u), float(v)) == pytest.approx((48.0, 48.0), abs=1e-6)
 
 
 def test_marker_drawn_where_the_loudspeaker_is():
