@@ -3,7 +3,8 @@
 The virtual head (:mod:`.hrtf`: MIT KEMAR HRIRs, interpolated; :mod:`.room`; :mod:`.render`),
 measured heads and rooms read from SOFA files (:mod:`.measured`: Surrey BRIRs, SONICOM HRIRs),
 sound sources (:mod:`.sources`: white noise, espeak-ng speech; :mod:`.ambient`: the computer fan),
-the virtual camera (:mod:`.camera`), training/test dataset writers (:mod:`.datasets`) and the
+the virtual camera (:mod:`.camera`), training/test dataset writers (:mod:`.datasets`), the moving
+loudspeaker of a calibration sweep (:mod:`.sweep`) and the
 demo's scripted scene: the scenario file (:mod:`.scenario`), its timeline and binaural track
 (:mod:`.timeline`), the camera picture and face boxes (:mod:`.scene_view`), the Haar-cascade
 check (:mod:`.faces`). Pure numpy/scipy; ``slab`` is imported lazily (only to build the KEMAR
