@@ -35,8 +35,11 @@ The model (all parameters in :class:`TrackerParams`):
   non-finite covariance uses the floor alone.
 * **Assignment**: per window, detections to confirmed tracks by
   :func:`scipy.optimize.linear_sum_assignment` on the negative log-likelihood of the innovation
-  (Mahalanobis distance + log det S), pairs outside the chi-square gate ``gate_chi2`` (2 dof)
-  excluded; then the leftovers to tentative tracks the same way. The assignment does not look at
+  (Mahalanobis distance + log det S, S in deg^2), pairs outside the chi-square gate ``gate_chi2``
+  (2 dof) excluded, and each detection may instead go to "no voice" at the cost
+  ``new_voice_cost``: a detection far from a voice (with the defaults about 7 deg from a voice
+  just heard, 9 deg from one silent for seconds) is not pulled into it. Then the leftovers go
+  to tentative tracks the same way. The assignment does not look at
   the order of the detections, so the two-source estimate's canonical order flipping as two
   talkers cross cannot swap identities; the velocity carries each track through the crossing.
 * **Birth**: an unassigned speech detection starts a *tentative* track; it is confirmed (gets an
@@ -91,7 +94,8 @@ class TrackerParams:
     accel_std: float = 6.0              # process noise: white acceleration (deg/s^2)
     velocity_tau_s: float = 2.5         # velocity decays with this time constant
     init_speed_std: float = 5.0         # prior std of a new track's velocity (deg/s)
-    max_position_std_deg: float = 15.0  # cap on the position std during silences
+    max_position_std_deg: float = 5.0   # cap on the position std during silences
+    new_voice_cost: float = 9.5         # a detection costlier than this to a voice starts anew
     speaking_hold_s: float = 0.25       # is_speaking falls this long after the last detection
     speech_threshold: float = 0.5       # speech >= this: the window may feed voices
     reset_backward_s: float = 1.0       # a stamp this far back resets the tracker
@@ -99,7 +103,7 @@ class TrackerParams:
 
     def __post_init__(self):
         for name in ("birth_window_s", "tentative_timeout_s", "death_timeout_s", "gate_chi2",
-                     "min_separation_deg", "cov_floor_deg", "velocity_tau_s",
+                     "min_separation_deg", "cov_floor_deg", "velocity_tau_s", "new_voice_cost",
                      "max_position_std_deg", "reset_backward_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -306,17 +310,20 @@ class VoiceTracker:
         return d2, d2 + math.log(max(np.linalg.det(S), 1e-12))
 
     def _assign(self, tracks: List[_Track], idx: List[int], zs, Rs, gate: float):
-        """Pairs (track, detection index) inside ``gate``, minimum total cost."""
+        """Pairs (track, detection index) inside ``gate``, minimum total cost; a detection
+        may stay unassigned at ``new_voice_cost`` (one "none" row per detection)."""
         if not tracks or not idx:
             return []
-        cost = np.full((len(tracks), len(idx)), _BIG)
+        n = len(tracks)
+        cost = np.full((n + len(idx), len(idx)), _BIG)
         for a, trk in enumerate(tracks):
             for b, j in enumerate(idx):
                 d2, c = self._nll(trk, zs[j], Rs[j])
                 if d2 <= gate:
                     cost[a, b] = c
+        cost[n + np.arange(len(idx)), np.arange(len(idx))] = self.params.new_voice_cost
         rows, cols = linear_sum_assignment(cost)
-        return [(tracks[a], idx[b]) for a, b in zip(rows, cols) if cost[a, b] < _BIG]
+        return [(tracks[a], idx[b]) for a, b in zip(rows, cols) if a < n and cost[a, b] < _BIG]
 
     def _correct(self, trk: _Track, z, R, d: Detection, stamp: float) -> None:
         H = np.zeros((2, 4))
