@@ -37,8 +37,8 @@ The model (all parameters in :class:`TrackerParams`):
   :func:`scipy.optimize.linear_sum_assignment` on the negative log-likelihood of the innovation
   (Mahalanobis distance + log det S, S in deg^2), pairs outside the chi-square gate ``gate_chi2``
   (2 dof) excluded, and each detection may instead go to "no voice" at the cost
-  ``new_voice_cost``: a detection far from a voice (with the defaults about 7 deg from a voice
-  just heard, 9 deg from one silent for seconds) is not pulled into it. Then the leftovers go
+  ``new_voice_cost``: a detection far from a voice (with the defaults about 5.5 deg from a voice
+  just heard, 6 deg from one silent for seconds) is not pulled into it. Then the leftovers go
   to tentative tracks the same way. The assignment does not look at
   the order of the detections, so the two-source estimate's canonical order flipping as two
   talkers cross cannot swap identities; the velocity carries each track through the crossing.
@@ -91,11 +91,11 @@ class TrackerParams:
     min_separation_deg: float = 4.0     # no birth this close to a confirmed voice
     cov_scale: float = 1.0              # x the estimate's own covariance ...
     cov_floor_deg: float = 2.5          # ... + this std^2 on the diagonal
-    accel_std: float = 6.0              # process noise: white acceleration (deg/s^2)
+    accel_std: float = 3.0              # process noise: white acceleration (deg/s^2)
     velocity_tau_s: float = 2.5         # velocity decays with this time constant
     init_speed_std: float = 5.0         # prior std of a new track's velocity (deg/s)
-    max_position_std_deg: float = 5.0   # cap on the position std during silences
-    new_voice_cost: float = 9.5         # a detection costlier than this to a voice starts anew
+    max_position_std_deg: float = 3.0   # cap on the position std during silences
+    new_voice_cost: float = 8.0         # a detection costlier than this to a voice starts anew
     speaking_hold_s: float = 0.25       # is_speaking falls this long after the last detection
     speech_threshold: float = 0.5       # speech >= this: the window may feed voices
     reset_backward_s: float = 1.0       # a stamp this far back resets the tracker

@@ -133,7 +133,7 @@ def test_walking_talker_is_followed_with_its_velocity():
 
 
 def test_gating_uses_the_estimate_covariance():
-    tr = VoiceTracker(TrackerParams(cov_floor_deg=1.0))
+    tr = VoiceTracker(TrackerParams(cov_floor_deg=1.0, new_voice_cost=12.0))
     run(tr, [([det(0.0, cov=np.eye(2) * 0.5)], True) for _ in range(10)])
     t0 = 10 * DT
     # 8 deg away: outside the gate with a tight covariance -> not assigned to v1

@@ -14,12 +14,14 @@ Scores, per scene and detector:
   (more than 0.1 s before / 0.5 s after any utterance) marked speech, split into time with a
   non-speech sound (its length + 0.3 s) and silence;
 * **voices**: each detection fed to a voice is labelled with the person who is speaking then
-  (utterance, +0.3 s for the window) within ``LABEL_DEG`` of the detection, else none; a voice
-  whose detections are mostly unlabelled is **spurious**. An utterance is **found** when voices
+  (utterance, +0.3 s for the window) within ``LABEL_DEG`` of the detection; a voice whose
+  detections mostly came while nobody spoke (non-speech sounds, silence) is **spurious**, one
+  whose detections came while somebody spoke but more than ``LABEL_DEG`` from every talker is
+  a **ghost** (a localisation error or a two-source estimate's phantom, counted apart). An utterance is **found** when voices
   got detections labelled with its person during it; its voice is the most frequent one. An
   **id switch** is a change of voice between consecutive found utterances of a person, unless
   the person was silent for longer than the tracker's death timeout (then the new id is
-  expected and counted as a re-appearance);
+  expected and counted as a re-appearance); two persons exchanging ids count as one switch;
 * **is_speaking latency** of each found utterance's voice: rise = first update at or after the
   utterance's start (from 0.1 s before) where the voice is speaking, minus the start; fall =
   first update after its end where the voice is not speaking, minus the end (utterances that
@@ -117,14 +119,46 @@ def _vad_scores(tl, times, flags) -> Dict:
 
 
 def _label(tl, t: float, az: float, el: float):
-    best, who = LABEL_DEG, None
+    """The person speaking then within LABEL_DEG, else GHOST (somebody speaks, elsewhere) or
+    None (nobody speaks: a non-speech sound or silence)."""
+    best, who, talking = LABEL_DEG, None, False
     for u in tl.utterances:
         if u.start_s <= t <= u.end_s + 0.3:
+            talking = True
             a, e = tl.direction_at(u.who, t)
             d = float(np.hypot(az - a, el - e))
             if d < best:
                 best, who = d, u.who
-    return who
+    return who if who is not None or not talking else GHOST
+
+
+GHOST = "(elsewhere)"
+
+
+def _switch_events(utt, death_timeout_s):
+    """(id switches, re-appearances): a change of voice between consecutive found utterances of
+    a person; two persons exchanging their ids within 5 s count as one switch (a swap)."""
+    changes, reappear = [], 0
+    for name in {u["who"] for u in utt}:
+        seq = [r for r in utt if r["who"] == name and r["voice"] is not None]
+        for a, b in zip(seq, seq[1:]):
+            if a["voice"] != b["voice"]:
+                if b["start"] - a["end"] > death_timeout_s:
+                    reappear += 1
+                else:
+                    changes.append((b["start"], name, a["voice"], b["voice"]))
+    used, switches = set(), 0
+    for i, (t, who, old, new) in enumerate(changes):
+        if i in used:
+            continue
+        switches += 1
+        for j in range(i + 1, len(changes)):
+            t2, who2, old2, new2 = changes[j]
+            if j not in used and who2 != who and old2 == new and new2 == old and \
+                    abs(t2 - t) < 5.0:
+                used.add(j)
+                break
+    return switches, reappear
 
 
 def track_scene(tl, blocks, flags, params: TrackerParams) -> Dict:
@@ -142,13 +176,12 @@ def track_scene(tl, blocks, flags, params: TrackerParams) -> Dict:
     by_voice = defaultdict(list)
     for t, vid, who in fed:
         by_voice[vid].append(who)
-    owner, spurious = {}, []
+    spurious, ghosts = [], []
     for vid, labels in by_voice.items():
         c = Counter(labels)
-        top, n = c.most_common(1)[0]
-        if top is None or n < 0.5 * len(labels):
-            spurious.append(vid)
-        owner[vid] = top
+        people = sum(n for k, n in c.items() if k not in (None, GHOST))
+        if people < 0.5 * len(labels):
+            (spurious if c[None] >= c[GHOST] else ghosts).append(vid)
     utt = []
     for u in tl.utterances:
         ids = Counter(vid for t, vid, who in fed
@@ -162,19 +195,12 @@ def track_scene(tl, blocks, flags, params: TrackerParams) -> Dict:
                         None)
         utt.append({"index": u.index, "who": u.who, "start": u.start_s, "end": u.end_s,
                     "voice": vid, "rise": rise, "fall": fall, "overlap": bool(u.overlaps)})
-    switches, reappear = 0, 0
-    for name in {u.who for u in tl.utterances}:
-        seq = [r for r in utt if r["who"] == name and r["voice"] is not None]
-        for a, b in zip(seq, seq[1:]):
-            if a["voice"] != b["voice"]:
-                if b["start"] - a["end"] > params.death_timeout_s:
-                    reappear += 1
-                else:
-                    switches += 1
+    switches, reappear = _switch_events(utt, params.death_timeout_s)
     minutes = tl.duration_s / 60.0
     return {"utterances": utt, "switches": switches, "reappearances": reappear,
             "found": sum(r["voice"] is not None for r in utt), "n_utterances": len(utt),
             "spurious": len(spurious), "spurious_per_min": len(spurious) / minutes,
+            "ghosts": len(ghosts),
             "voices": len(by_voice),
             "ids_per_person": {p: sorted({r["voice"] for r in utt if r["who"] == p and
                                           r["voice"]}, key=lambda s: int(s[1:]))
@@ -243,9 +269,9 @@ def render(res: Dict) -> str:
              f"{p.cov_floor_deg:g} deg). Detector `none` feeds every window to the tracker. "
              "Method and definitions: `sbm_ros/apps/bench/voices.py`.", "",
              "| scene | detector | speech marked | false: sounds | false: silence | "
-             "utterances found | id switches | re-appear. | spurious voices (/min) | "
+             "utterances found | id switches | re-appear. | spurious voices (/min) | ghosts | "
              "rise median / max (s) | fall median / max (s) | fall, overlapped (max) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["scenes"].items():
         for det, r in s["per"].items():
             v, t = r["vad"], r["track"]
@@ -258,7 +284,7 @@ def render(res: Dict) -> str:
                 f"| {name} ({s['duration_s']:.0f} s) | {det} | {_f(v['speech_recall'])} | "
                 f"{_f(v['false_on_sounds'])} | {_f(v['false_on_silence'])} | "
                 f"{t['found']}/{t['n_utterances']} | {t['switches']} | {t['reappearances']} | "
-                f"{t['spurious']} ({_f(t['spurious_per_min'])}) | "
+                f"{t['spurious']} ({_f(t['spurious_per_min'])}) | {t['ghosts']} | "
                 f"{_f(np.median(rise_all) if rise_all.size else None)} / "
                 f"{_f(rise_all.max() if rise_all.size else None)} | "
                 f"{_f(np.median(fall) if fall.size else None)} / "
