@@ -37,11 +37,13 @@ Two detectors with this API:
 * :class:`ConfirmedSpeechActivity` -- speech when the WebRTC VAD says speech and the own
   measure meets at least ``min_probability`` (3 of its 4 conditions); ``kind`` from the own one.
 
-:func:`make_speech_activity` builds one by name (:data:`METHODS`). ``kind`` types what is heard: ``"silence"`` (not active), ``"speech"``, ``"impulsive"`` (active
-for less than ``impulsive_max_s`` within the block's context), ``"stationary"`` (modulation below
-``min_modulation_db``) or ``"non-speech"``. ``sbm-bench --only voices`` measures both detectors
-on the voice-tracking scenes (speech vs door, clap, music, fan, silence) and reports which one
-the tracker uses.
+:func:`make_speech_activity` builds one by name (:data:`METHODS`). ``kind`` types what is
+heard: ``"silence"`` (not active), ``"speech"``, ``"impulsive"`` (active for less than
+``impulsive_max_s`` within the block's context), ``"stationary"`` (modulation below
+``min_modulation_db``) or ``"non-speech"``. ``sbm-bench --only voices`` measures every detector
+on the voice-tracking scenes (speech vs door, clap, music, fan, silence) through the tracker;
+there ``webrtc3`` (WebRTC, aggressiveness 3) is the only one with no spurious voice on any scene,
+so it is the recommended default, with ``own`` as the fallback without ``webrtcvad-wheels``.
 """
 
 from __future__ import annotations

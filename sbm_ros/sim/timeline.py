@@ -21,8 +21,8 @@ import numpy as np
 from .scenario import Scenario, ScenarioError
 from .scene_audio import mouth_envelopes, render_track, utterance_speech
 
-__all__ = ["UtteranceTruth", "SoundTruth", "PersonState", "Timeline", "build_timeline", "FACE_BOX_H",
-           "FACE_BOX_W", "MOUTH_OFFSET"]
+__all__ = ["UtteranceTruth", "SoundTruth", "PersonState", "Timeline", "build_timeline",
+           "FACE_BOX_H", "FACE_BOX_W", "MOUTH_OFFSET"]
 
 #: geometry of a drawn head, metres relative to the mouth (x right, y down)
 FACE_BOX_H = 0.19          # forehead-to-chin box height of the face detections
