@@ -29,10 +29,16 @@ Scenario file (YAML, see ``config/demo_scenario.yaml`` for a commented example):
       - {who: alice, text: "hello", after: -0.6}      # negative: overlaps the previous one
     moves:                       # a person walks to a new place between two utterances
       - {who: alice, after_utterance: 2, duration: 1.2, direction: [4.0, -2.0]}
+    sounds:                      # optional non-speech sounds (sbm_ros.sim.NONSPEECH_KINDS)
+      - {kind: door, start: 4.0, direction: [-30.0, 0.0]}          # door, clap: natural length
+      - {kind: music, start: 6.0, duration: 3.0, direction: [20.0, 5.0], level_db: -6.0}
+      - {kind: fan, start: 9.0, duration: 5.0, direction: [-60.0, -30.0], level_db: -10.0}
 
 A person without utterances is **silent** (stands in view, never speaks). Positions are the
 MOUTH (the sound source); faces are drawn around it. A move must not overlap an utterance of the
-person moving (validated), so every utterance has one true direction.
+person moving (validated), so every utterance has one true direction. A sound's ``start`` is
+counted from the end of the lead-in like an utterance's; ``level_db`` is relative to the speech
+RMS (0.1); sounds are still (they never move) and are not people (no face).
 """
 
 from __future__ import annotations
@@ -46,10 +52,10 @@ from typing import Dict, List, Optional, Tuple
 from .camera import VirtualCamera
 from .render import VirtualHead
 from .room import Room
-from .sources import COUNT_WORDS
+from .sources import COUNT_WORDS, NONSPEECH_KINDS
 
 __all__ = [
-    "ScenarioError", "Person", "Utterance", "Move", "Scenario", "load_scenario",
+    "ScenarioError", "Person", "Utterance", "Move", "Sound", "Scenario", "load_scenario",
     "parse_scenario", "default_scenario_path",
 ]
 
@@ -109,6 +115,16 @@ class Move:
 
 
 @dataclass
+class Sound:
+    index: int
+    kind: str                                     # one of sbm_ros.sim.NONSPEECH_KINDS
+    start_s: float                                # after the lead-in, like Utterance.start_s
+    duration_s: Optional[float]                   # None: the kind's natural length
+    direction: Tuple[float, float]
+    level_db: float = 0.0                         # re the speech RMS
+
+
+@dataclass
 class Scenario:
     name: str
     camera_name: str
@@ -123,6 +139,7 @@ class Scenario:
     utterances: List[Utterance]
     moves: List[Move]
     source: str = ""
+    sounds: List[Sound] = field(default_factory=list)
     raw: Dict = field(default_factory=dict, repr=False)
 
     def person(self, name: str) -> Person:
@@ -363,12 +380,30 @@ def _parse_move(mr, i: int, by_name: Dict[str, Person], n_utterances: int, camer
                 direction=_position(mr, where, camera))
 
 
+def _parse_sound(sr, i: int, camera) -> Sound:
+    where = f"sounds[{i}]"
+    if not isinstance(sr, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    _check_keys(sr, {"kind", "start", "duration", "direction", "pixel", "level_db"}, where)
+    kind = sr.get("kind")
+    if kind not in NONSPEECH_KINDS:
+        raise ScenarioError(f"{where}: 'kind' {kind!r} is not one of {list(NONSPEECH_KINDS)}")
+    if "start" not in sr:
+        raise ScenarioError(f"{where}: needs 'start' (s after the lead-in)")
+    dur = _num(sr, "duration", where, positive=True)
+    if dur is None and kind in ("music", "fan"):
+        raise ScenarioError(f"{where}: a {kind} sound needs 'duration' (s)")
+    return Sound(index=i, kind=kind, start_s=_num(sr, "start", where, nonneg=True),
+                 duration_s=dur, direction=_position(sr, where, camera),
+                 level_db=_num(sr, "level_db", where, 0.0))
+
+
 def parse_scenario(data: Dict, source: str = "") -> Scenario:
     """Validate a scenario mapping (the YAML content); raises :class:`ScenarioError`."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{source or 'scenario'}: top level must be a mapping")
     known = {"name", "camera", "sample_rate", "room", "snr_db", "lead_in_s", "tail_s", "seed",
-             "people", "utterances", "moves", "description"}
+             "people", "utterances", "moves", "sounds", "description"}
     unknown = set(data) - known
     if unknown:
         raise ScenarioError(f"{source or 'scenario'}: unknown key(s) {sorted(unknown)} "
@@ -387,10 +422,14 @@ def parse_scenario(data: Dict, source: str = "") -> Scenario:
     utts = _parse_utterances(data.get("utterances") or [], by_name)
     moves = [_parse_move(mr, i, by_name, len(utts), camera)
              for i, mr in enumerate(data.get("moves") or [])]
+    sounds_raw = data.get("sounds") or []
+    if not isinstance(sounds_raw, list):
+        raise ScenarioError("'sounds' must be a list")
+    sounds = [_parse_sound(sr, i, camera) for i, sr in enumerate(sounds_raw)]
     return Scenario(name=str(data.get("name", "scenario")), camera_name=cam_name, camera=camera,
                     sample_rate=int(rate), room=room, snr_db=snr, lead_in_s=lead, tail_s=tail,
                     seed=seed, people=people, utterances=utts, moves=moves, source=source,
-                    raw=copy.deepcopy(data))
+                    raw=copy.deepcopy(data), sounds=sounds)
 
 
 def load_scenario(path: str) -> Scenario:

@@ -5,8 +5,9 @@ in its speaker's voice, speed and pitch, at the speaker's level. :func:`mouth_en
 the speech into one 0..1 loudness envelope per person (the drawn mouths open with it).
 :func:`render_track` renders every utterance with the virtual head at its speaker's true
 direction (KEMAR HRIRs, reverberant room, reverberation tail kept), sums them into one binaural
-track and adds microphone self-noise at ``snr_db`` relative to the mean power of the clean
-track over the samples where somebody speaks; a track louder than 0.99 full scale is scaled
+track (plus the scenario's non-speech sounds, each at its own direction) and adds microphone
+self-noise at ``snr_db`` relative to the mean power of the clean speech over the samples where
+somebody speaks; a track louder than 0.99 full scale is scaled
 down. :func:`~sbm_ros.sim.timeline.build_timeline` calls them in that order.
 """
 
@@ -68,11 +69,13 @@ def mouth_envelopes(names: Sequence[str], utterances: Sequence, signals: Sequenc
 
 
 def render_track(sc: Scenario, head, utterances: Sequence, signals: Sequence[np.ndarray],
-                 duration_s: float, say: Callable[[str], None]) -> np.ndarray:
+                 duration_s: float, say: Callable[[str], None], sounds: Sequence = ()
+                 ) -> np.ndarray:
     """The scene's binaural track (n, 2), column 0 = LEFT ear (see the module docstring).
 
     ``head``: a :class:`~sbm_ros.sim.VirtualHead`; ``utterances``: the
-    :class:`~sbm_ros.sim.timeline.UtteranceTruth` of ``signals`` (start, true direction).
+    :class:`~sbm_ros.sim.timeline.UtteranceTruth` of ``signals`` (start, true direction);
+    ``sounds``: :class:`~sbm_ros.sim.timeline.SoundTruth` with their signals.
     """
     rate = sc.sample_rate
     n = int(math.ceil(duration_s * rate))
@@ -86,8 +89,15 @@ def render_track(sc: Scenario, head, utterances: Sequence, signals: Sequence[np.
         active[i0:min(n, i0 + s.size)] = True
         say(f"rendered utterance {k + 1}/{len(utterances)} at az {tr.azimuth_deg:+.1f} el "
             f"{tr.elevation_deg:+.1f} deg")
-    if sc.snr_db is not None and active.any():
-        ref = float(np.mean(track[active] ** 2))
+    ref = float(np.mean(track[active] ** 2)) if active.any() else None
+    for snd in sounds:
+        y = head.render_clean(snd.signal, snd.azimuth_deg, snd.elevation_deg, keep_tail=True)
+        i0 = int(round(snd.start_s * rate))
+        m = min(y.shape[0], n - i0)
+        track[i0:i0 + m] += y[:m]
+        say(f"rendered a {snd.kind} sound at az {snd.azimuth_deg:+.1f} el "
+            f"{snd.elevation_deg:+.1f} deg")
+    if sc.snr_db is not None and ref is not None:
         track = add_self_noise(track, sc.snr_db, np.random.default_rng([sc.seed, 99]),
                                reference_power=ref)
     peak = float(np.max(np.abs(track))) if track.size else 0.0

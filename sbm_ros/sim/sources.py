@@ -1,4 +1,5 @@
-"""Source signals for the virtual head: white noise and synthetic speech (espeak-ng).
+"""Source signals for the virtual head: white noise, synthetic speech (espeak-ng) and everyday
+non-speech sounds (a door slam, a hand clap, music, a fan switching on).
 
 Speech is synthesised by the ``espeak-ng`` command line (Debian package ``espeak-ng``):
 ``espeak-ng -v VOICE [-s SPEED] [-p PITCH] -b 1 --stdin -w out.wav`` with the text on stdin
@@ -6,6 +7,18 @@ Speech is synthesised by the ``espeak-ng`` command line (Debian package ``espeak
 trailing silence trimmed (below -50 dB re peak, 20 ms kept), and normalised to ``rms``.
 Results are cached as ``.npy`` under ``$SBM_CACHE_DIR/speech`` keyed on all arguments and the
 espeak-ng version.
+
+Non-speech sounds (:func:`nonspeech`, kinds in :data:`NONSPEECH_KINDS`) are synthesised here
+from seeded noise and sinusoids, no recorded audio, mono at ``rate``, RMS ``rms`` over the
+part louder than -30 dB re the peak (so a short impulse is as loud as speech of that RMS):
+
+* ``door`` -- a door slam: a low thump (damped 60-180 Hz panel modes, ~0.1 s decay) with a
+  broadband noise burst (~25 ms decay) and a short rattle; ~0.5 s.
+* ``clap`` -- a hand clap: band-passed noise burst (1-3 kHz emphasis, ~8 ms decay); ~0.12 s.
+* ``music`` -- a melody of plucked-string-like harmonic notes (8 harmonics, 1/h amplitudes,
+  exponential decay) over a sustained two-note chord, 4 notes per second; any length.
+* ``fan`` -- a fan switching on: pink noise plus a blade-passing tone whose speed ramps up over
+  ``spin_up_s`` (1.5 s) and then stays (a stationary source from then on); any length.
 
 Languages of the paper's live tests (counting 1..20): English ``en``, French ``fr``, Greek
 ``el`` and Amharic ``am`` -- all four are voices of espeak-ng 1.51. Voice variants are written
@@ -33,7 +46,8 @@ from .hrtf import cache_dir
 
 __all__ = [
     "white_noise", "speech", "count_utterances", "counting_speech", "espeak_available",
-    "espeak_languages", "resolve_language", "VOICES", "COUNT_WORDS",
+    "espeak_languages", "resolve_language", "VOICES", "COUNT_WORDS", "NONSPEECH_KINDS",
+    "nonspeech", "door_slam", "hand_clap", "music", "fan_on",
 ]
 
 # A few voices per language (base voice + espeak-ng variants; all checked with espeak-ng 1.51).
@@ -213,3 +227,116 @@ def counting_speech(lang: str = "en", first: int = 1, last: int = 5, voice: str 
     if voice is not None and lang_ok != lang and voice.split("+")[0].split("-")[0] == lang:
         v = lang_ok + ("+" + voice.split("+", 1)[1] if "+" in voice else "")
     return speech(", ".join(words), voice=v, rate=rate, speed=speed, pitch=pitch, rms=rms)
+
+
+# ---------------------------------------------------------------------- non-speech sounds
+NONSPEECH_KINDS = ("door", "clap", "music", "fan")
+#: natural length (s) of the impulsive kinds; music and fan take any duration
+_NATURAL_S = {"door": 0.5, "clap": 0.12}
+
+
+def _level(x: np.ndarray, rms: float) -> np.ndarray:
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak <= 0:
+        return x
+    loud = np.abs(x) >= peak * 10 ** (-30 / 20)
+    return x * (rms / float(np.sqrt(np.mean(x[loud] ** 2))))
+
+
+def _fade(x: np.ndarray, rate: int, fade_s: float = 0.01) -> np.ndarray:
+    n = min(x.size // 2, int(fade_s * rate))
+    if n > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+        x[:n] *= ramp
+        x[-n:] *= ramp[::-1]
+    return x
+
+
+def door_slam(rate: int = 16000, seed=0, rms: float = 0.1) -> np.ndarray:
+    """A door slam (see the module docstring), mono ``(n,)``, about 0.5 s."""
+    rng = np.random.default_rng(seed)
+    n = int(0.5 * rate)
+    t = np.arange(n) / rate
+    x = np.zeros(n)
+    for f, a, tau in ((62.0, 1.0, 0.12), (97.0, 0.7, 0.09), (143.0, 0.5, 0.07),
+                      (181.0, 0.3, 0.05)):
+        x += a * np.exp(-t / tau) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+    x += 0.8 * np.exp(-t / 0.025) * rng.standard_normal(n)
+    k = int(0.06 * rate)                      # the latch rattles 60 ms later
+    x[k:] += 0.3 * np.exp(-t[:n - k] / 0.015) * rng.standard_normal(n - k)
+    x[: int(0.002 * rate)] *= np.linspace(0, 1, int(0.002 * rate))
+    return _level(x, rms)
+
+
+def hand_clap(rate: int = 16000, seed=0, rms: float = 0.1) -> np.ndarray:
+    """A hand clap (see the module docstring), mono ``(n,)``, about 0.12 s."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(seed)
+    n = int(0.12 * rate)
+    t = np.arange(n) / rate
+    sos = butter(2, [900.0, min(3200.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
+    x = sosfilt(sos, rng.standard_normal(n)) * np.exp(-t / 0.008)
+    x += 0.2 * rng.standard_normal(n) * np.exp(-t / 0.004)
+    return _level(x, rms)
+
+
+def music(duration_s: float, rate: int = 16000, seed=0, rms: float = 0.1,
+          notes_per_s: float = 4.0) -> np.ndarray:
+    """Music (see the module docstring): a plucked melody over a chord, mono ``(n,)``."""
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * rate))
+    t = np.arange(n) / rate
+    scale = 220.0 * 2 ** (np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16]) / 12)
+    x = np.zeros(n)
+    for f in (110.0, 164.8):                  # the sustained chord (A2, E3)
+        for h in range(1, 6):
+            x += 0.15 / h * np.sin(2 * np.pi * h * f * t + rng.uniform(0, 2 * np.pi))
+    step = int(rate / notes_per_s)
+    for k0 in range(0, n, step):
+        f0 = float(rng.choice(scale))
+        m = min(n - k0, int(0.9 * rate))
+        tt = np.arange(m) / rate
+        note = sum(1.0 / h * np.sin(2 * np.pi * h * f0 * tt) * np.exp(-tt * (3.0 + 2.0 * h))
+                   for h in range(1, 9) if h * f0 < 0.45 * rate)
+        x[k0:k0 + m] += note
+    return _fade(_level(x, rms), rate)
+
+
+def fan_on(duration_s: float, rate: int = 16000, seed=0, rms: float = 0.1,
+           spin_up_s: float = 1.5, rpm: float = 1800.0, blades: int = 7) -> np.ndarray:
+    """A fan switching on (see the module docstring), mono ``(n,)``."""
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * rate))
+    t = np.arange(n) / rate
+    ramp = np.clip(t / max(spin_up_s, 1e-3), 0.0, 1.0)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    spec /= np.sqrt(np.maximum(f, 50.0) / 50.0)
+    x = np.fft.irfft(spec, n)
+    x /= np.std(x) if n else 1.0
+    bpf = rpm / 60.0 * blades * ramp              # the blade-passing frequency spins up
+    phase = 2 * np.pi * np.cumsum(bpf) / rate
+    for h in range(1, 4):
+        x += 0.4 / h * np.sin(h * phase)
+    return _fade(_level(x * ramp ** 2, rms), rate, 0.05)
+
+
+def nonspeech(kind: str, duration_s: float | None = None, rate: int = 16000, seed=0,
+              rms: float = 0.1) -> np.ndarray:
+    """A non-speech sound of ``kind`` (one of :data:`NONSPEECH_KINDS`), mono ``(n,)``.
+
+    ``duration_s`` is needed for ``music`` and ``fan`` and ignored by ``door`` and ``clap``
+    (their natural length). Raises ValueError for an unknown kind or a missing duration.
+    """
+    if kind == "door":
+        return door_slam(rate, seed, rms)
+    if kind == "clap":
+        return hand_clap(rate, seed, rms)
+    if kind not in NONSPEECH_KINDS:
+        raise ValueError(f"unknown sound kind {kind!r}; known: {list(NONSPEECH_KINDS)}")
+    if duration_s is None or not duration_s > 0:
+        raise ValueError(f"a {kind} sound needs a duration > 0 s, got {duration_s!r}")
+    if kind == "music":
+        return music(duration_s, rate, seed, rms)
+    return fan_on(duration_s, rate, seed, rms)

@@ -4,8 +4,9 @@
 (absolute starts or gaps after the previous one; negative gaps overlap), checks that nobody says
 two things at once or moves while speaking, schedules the moves, gives each utterance its true
 direction (its speaker's at the utterance's middle), computes each person's mouth envelope and,
-unless asked not to, renders the binaural track (:func:`~.scene_audio.render_track`). The ground
-truth is one :class:`UtteranceTruth` per utterance; :class:`Timeline` answers who talks and where
+unless asked not to, renders the binaural track (:func:`~.scene_audio.render_track`), with the
+scenario's non-speech sounds (:class:`SoundTruth`). The ground truth is one
+:class:`UtteranceTruth` per utterance; :class:`Timeline` answers who talks and where
 everybody is at a time (:class:`PersonState`, with the face box the detections are drawn from).
 """
 
@@ -20,8 +21,8 @@ import numpy as np
 from .scenario import Scenario, ScenarioError
 from .scene_audio import mouth_envelopes, render_track, utterance_speech
 
-__all__ = ["UtteranceTruth", "PersonState", "Timeline", "build_timeline", "FACE_BOX_H",
-           "FACE_BOX_W", "MOUTH_OFFSET"]
+__all__ = ["UtteranceTruth", "SoundTruth", "PersonState", "Timeline", "build_timeline",
+           "FACE_BOX_H", "FACE_BOX_W", "MOUTH_OFFSET"]
 
 #: geometry of a drawn head, metres relative to the mouth (x right, y down)
 FACE_BOX_H = 0.19          # forehead-to-chin box height of the face detections
@@ -54,6 +55,21 @@ class UtteranceTruth:
 
 
 @dataclass
+class SoundTruth:
+    index: int
+    kind: str
+    start_s: float
+    end_s: float
+    azimuth_deg: float
+    elevation_deg: float
+    signal: Optional[np.ndarray] = field(default=None, repr=False)   # mono source signal
+
+    def to_dict(self) -> Dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in self.__dict__.items() if k != "signal"}
+
+
+@dataclass
 class PersonState:
     name: str
     azimuth_deg: float
@@ -81,6 +97,10 @@ class Timeline:
     envelope_rate: float = 100.0
     moves: List[Tuple[str, float, float, Tuple[float, float], Tuple[float, float]]] = \
         field(default_factory=list)             # (who, t0, t1, from, to)
+    sounds: List[SoundTruth] = field(default_factory=list)
+
+    def sounds_at(self, t: float) -> List[SoundTruth]:
+        return [s for s in self.sounds if s.start_s <= t < s.end_s]
 
     def talkers_at(self, t: float) -> List[UtteranceTruth]:
         return [u for u in self.utterances if u.start_s <= t < u.end_s]
@@ -122,7 +142,8 @@ class Timeline:
                             "silent": p.name in sc.silent_people} for p in sc.people],
                 "moves": [{"who": w, "start_s": round(a, 3), "end_s": round(b, 3),
                            "from": list(f), "to": list(to)} for w, a, b, f, to in self.moves],
-                "utterances": [u.to_dict() for u in self.utterances]}
+                "utterances": [u.to_dict() for u in self.utterances],
+                "sounds": [s.to_dict() for s in self.sounds]}
 
 
 def _place_utterances(sc: Scenario, say: Callable[[str], None]):
@@ -178,6 +199,20 @@ def _schedule_moves(sc: Scenario, truths: List[UtteranceTruth]) -> List[Tuple]:
     return moves
 
 
+def _place_sounds(sc: Scenario) -> List[SoundTruth]:
+    """The scenario's non-speech sounds, synthesised (seeded per sound) and placed in time."""
+    from .sources import nonspeech
+
+    out = []
+    for s in sc.sounds:
+        x = nonspeech(s.kind, s.duration_s, sc.sample_rate, seed=[sc.seed, 7001, s.index],
+                      rms=0.1 * 10 ** (s.level_db / 20.0))
+        start = round((sc.lead_in_s + s.start_s) * sc.sample_rate) / sc.sample_rate
+        out.append(SoundTruth(s.index, s.kind, start, start + x.size / sc.sample_rate,
+                              float(s.direction[0]), float(s.direction[1]), x))
+    return out
+
+
 def _set_true_directions(tl: Timeline) -> None:
     """Each utterance's direction and mouth pixel: its speaker's at the utterance's middle."""
     cam = tl.scenario.camera
@@ -201,13 +236,16 @@ def build_timeline(sc: Scenario, head=None, render_audio: bool = True,
     sigs, truths = _place_utterances(sc, say)
     _mark_overlaps(truths)
     moves = _schedule_moves(sc, truths)
-    last_end = max([t.end_s for t in truths] + [t1 for _, _, t1, _, _ in moves] + [0.0])
+    sounds = _place_sounds(sc)
+    last_end = max([t.end_s for t in truths] + [t1 for _, _, t1, _, _ in moves]
+                   + [s.end_s for s in sounds] + [0.0])
     duration = last_end + sc.tail_s
-    tl = Timeline(sc, truths, duration, None, {}, env_rate, moves)
+    tl = Timeline(sc, truths, duration, None, {}, env_rate, moves, sounds)
     _set_true_directions(tl)
     tl.envelopes = mouth_envelopes([p.name for p in sc.people], truths, sigs, sc.sample_rate,
                                    env_rate, duration)
     if not render_audio:
         return tl
-    tl.audio = render_track(sc, head or sc.make_head(), truths, sigs, duration, say)
+    tl.audio = render_track(sc, head or sc.make_head(), truths, sigs, duration, say,
+                            sounds=sounds)
     return tl

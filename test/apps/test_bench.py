@@ -310,3 +310,15 @@ def test_realdata_skips_with_download_advice(tmp_path, monkeypatch):
     for where in ("IoSR-Surrey/RealRoomBRIRs", "cmu_arctic", "spatialaudiometrics",
                   "--data-dir", "SBM_DATA_DIR"):
         assert where in text, where
+
+
+def test_voices_section(quick_run):
+    """Speech activity and voice tracking on the quick voice scenes (bench/voices.py)."""
+    _, text = quick_run
+    assert "## Voices: speech activity and voice tracking" in text
+    rows = [line.split("|") for line in text.splitlines()
+            if line.startswith("| crossing") or line.startswith("| noises")]
+    assert len(rows) >= 4
+    for r in rows:
+        found, total = r[6].strip().split("/")
+        assert int(total) > 0 and int(found) >= int(total) - 1      # utterances found

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "out/bench-quick with --quick, out/bench-<section> with --only, so "
                         "only a full run replaces the committed report)")
     p.add_argument("--only", choices=SECTIONS, default=None,
-                   help="run one part: 'virtual' (the virtual-head protocols) or 'realdata' "
-                        "(the measured heads and rooms)")
+                   help="run one part: 'virtual' (the virtual-head protocols), 'realdata' "
+                        "(the measured heads and rooms) or 'voices' (speech activity and voice "
+                        "tracking on the voice scenes)")
     p.add_argument("--data-dir", default=None,
                    help="folder of the real measured data (surrey_brirs/, speech/; see "
                         "../shared/data/README.md). Default: ../shared/data next to the "
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SECTIONS = ("virtual", "realdata")
+SECTIONS = ("virtual", "realdata", "voices")
 
 
 def default_out_dir(quick: bool, only: Optional[str] = None) -> str:
@@ -93,6 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           xllim=not args.no_xllim, fan_snr_sweep=args.fan_snr_db,
                           virtual=args.only in (None, "virtual"),
                           realdata=args.only in (None, "realdata"), data_dir=args.data_dir,
+                          voices=args.only in (None, "voices"),
                           command=" ".join(["sbm-bench"] + argv_list))
     out = run(bc)
     print(out["report"])

@@ -42,6 +42,7 @@ class BenchConfig:
     xllim: bool = True
     virtual: bool = True               # the virtual-head sections
     realdata: bool = True              # the real-data section (:mod:`.realdata`)
+    voices: bool = True                # speech activity and voice tracking (:mod:`.voices`)
     data_dir: Optional[str] = None     # its data folder (None: found as realdata explains)
     train_grid: tuple = (24, 18)
     test_grid: tuple = (12, 9)

@@ -18,6 +18,7 @@ from sbm_ros.apps.bench.speed import speed
 from sbm_ros.apps.bench.sweeps import sweeps
 from sbm_ros.apps.bench.table1 import table1
 from sbm_ros.apps.bench.table2 import table2
+from sbm_ros.apps.bench.voices import voices_section
 from sbm_ros.apps.bench.xllim_compare import run_xllim
 from sbm_ros.core.fileio import atomic_write
 
@@ -79,10 +80,15 @@ def run(bc: BenchConfig) -> dict:
     if bc.realdata:
         _log("real measured data")
         run_realdata(bc, out)
+    if bc.voices:
+        _log("voices")
+        voices_section(bc, out)
     plots = make_plots(out, bc, camera)
     runtime = time.perf_counter() - t_start
     out["runtime_s"] = runtime
     md = render_report(out, bc, machine, runtime, plots)
+    if "voices" in out:
+        md = md.rstrip("\n") + "\n" + out["voices"]["markdown"]
     path = os.path.join(bc.out_dir, "benchmark.md")
     with atomic_write(path, "w", perms=0o644) as fh:
         fh.write(md)

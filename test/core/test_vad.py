@@ -1,0 +1,89 @@
+"""Speech activity on synthetic signals: speech-like vs stationary noise, tones and impulses."""
+
+import numpy as np
+import pytest
+
+from sbm_ros.core.vad import (KINDS, SpeechActivity, WebRtcSpeechActivity, make_speech_activity)
+
+RATE = 16000
+
+
+def speech_like(dur, rng):
+    """Voiced syllables (gliding 110-160 Hz pitch, formant-ish harmonics) at ~4 Hz with
+    short pauses and noisy 'consonants'."""
+    n = int(dur * RATE)
+    t = np.arange(n) / RATE
+    f0 = 130 + 25 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
+    ph = 2 * np.pi * np.cumsum(f0) / RATE
+    x = sum(np.sin(h * ph) * (1.0 / h) * (1.5 if 4 <= h <= 6 else 1.0) for h in range(1, 25))
+    syll = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 0.7      # syllables and gaps
+    x = x * syll + 0.05 * rng.standard_normal(n) * (syll < 0.1)
+    return 0.05 * x / np.std(x)
+
+
+def feed(det, x, hop=640):
+    out = []
+    for i in range(0, x.shape[0] - hop + 1, hop):
+        det.push(np.stack([x[i:i + hop], x[i:i + hop]], axis=1))
+        out.append(det.decision())
+    return out
+
+
+def with_lead(x, rng, lead_s=1.0, noise=1e-4):
+    lead = noise * rng.standard_normal(int(lead_s * RATE))
+    return np.concatenate([lead, x + noise * rng.standard_normal(x.size)])
+
+
+def tail_flags(dec, lead_s=1.0, settle_s=0.4):
+    k = int((lead_s + settle_s) / 0.04)
+    return np.array([d.speech for d in dec[k:]]), [d.kind for d in dec[k:]]
+
+
+def test_own_measure_speech_like_vs_noise_tone_and_impulses():
+    rng = np.random.default_rng(0)
+    f, kinds = tail_flags(feed(SpeechActivity(), with_lead(speech_like(3.0, rng), rng)))
+    assert f.mean() > 0.8 and "speech" in kinds
+    noise = 0.05 * rng.standard_normal(3 * RATE)
+    f, kinds = tail_flags(feed(SpeechActivity(), with_lead(noise, rng)))
+    assert f.mean() < 0.05
+    t = np.arange(3 * RATE) / RATE
+    tone = 0.05 * sum(np.sin(2 * np.pi * h * 210.0 * t) / h for h in range(1, 4))
+    f, kinds = tail_flags(feed(SpeechActivity(), with_lead(tone, rng)))
+    assert f.mean() < 0.05 and kinds.count("stationary") > 0.8 * len(kinds)
+    imp = np.zeros(3 * RATE)
+    for k0 in (0.3, 1.5, 2.4):
+        i = int(k0 * RATE)
+        imp[i:i + 800] = 0.3 * rng.standard_normal(800) * np.exp(-np.arange(800) / 100)
+    f, kinds = tail_flags(feed(SpeechActivity(), with_lead(imp, rng)), settle_s=0.0)
+    assert f.mean() < 0.05 and "impulsive" in kinds
+    assert set(kinds) <= set(KINDS)
+
+
+def test_silence_and_bad_samples():
+    det = SpeechActivity()
+    dec = feed(det, np.zeros(RATE))
+    assert all(d.kind == "silence" and not d.speech for d in dec)
+    x = np.full((800, 2), np.nan)
+    det.push(x)                                    # non-finite samples count as zeros
+    assert det.decision().kind == "silence"
+    with pytest.raises(ValueError, match="shape"):
+        det.push(np.zeros((4, 2, 2)))
+    with pytest.raises(ValueError, match="method"):
+        make_speech_activity("psychic")
+    with pytest.raises(ValueError, match="sample_rate"):
+        SpeechActivity(sample_rate=4000)
+
+
+def test_webrtc_vad_same_api():
+    pytest.importorskip("webrtcvad")
+    rng = np.random.default_rng(1)
+    f, _ = tail_flags(feed(WebRtcSpeechActivity(aggressiveness=3),
+                           with_lead(speech_like(3.0, rng), rng)))
+    assert f.mean() > 0.5
+    f, _ = tail_flags(feed(WebRtcSpeechActivity(aggressiveness=3), np.zeros(3 * RATE)))
+    assert not f.any()
+    with pytest.raises(ValueError, match="16"):
+        WebRtcSpeechActivity(sample_rate=22050)
+    for m in ("own", "webrtc", "webrtc3", "webrtc+own"):
+        d = feed(make_speech_activity(m), with_lead(speech_like(1.5, rng), rng))[-1]
+        assert isinstance(d.speech, bool) and 0.0 <= d.probability <= 1.0
