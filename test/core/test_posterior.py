@@ -140,3 +140,46 @@ def test_log_evidence_is_the_marginal_likelihood():
     ref = np.log(trapezoid(dens, xs))
     post = PosteriorEngine(p).posterior(SufficientStats.from_frames(Y, chi))
     assert abs(post.log_evidence - ref) < 1e-6
+
+
+def _finish_generic_solves(eng, un, us):
+    """The previous final step (generic batched solves, solve-based inverse, scipy's
+    logsumexp): the reference of the Cholesky/triangular-inverse one."""
+    from scipy.special import logsumexp
+    K, L, P = eng.K, eng.L, eng.P
+    un = un.reshape(K, P + L + 1)
+    us = us.reshape(K, L + 1)
+    AtWA = np.zeros((K, L, L))
+    AtWA[:, eng._iu[0], eng._iu[1]] = un[:, :P]
+    AtWA[:, eng._iu[1], eng._iu[0]] = un[:, :P]
+    Vinv = eng.Gi + AtWA
+    h = eng.Gic + us[:, :L] - un[:, P:P + L]
+    chol = np.linalg.cholesky(Vinv)
+    z = np.linalg.solve(chol, h[:, :, None])
+    mu = np.linalg.solve(chol.transpose(0, 2, 1), z)[:, :, 0]
+    logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    log_nu = (eng.logpi - 0.5 * logdet - 0.5 * eng.logdetG
+              - 0.5 * (-2.0 * us[:, L] + un[:, P + L] + eng.cGc - np.sum(z[:, :, 0] ** 2, 1)))
+    lse = logsumexp(log_nu)
+    Linv = np.linalg.solve(chol, np.broadcast_to(np.eye(L), (K, L, L)))
+    return np.exp(log_nu - lse), mu, np.einsum('kji,kjl->kil', Linv, Linv), lse
+
+
+@pytest.mark.parametrize('K,L', [(32, 2), (100, 4)])
+def test_finish_equals_generic_solves(K, L):
+    F, blocks = 16, 3
+    D = F * blocks
+    p = random_params(K, L, D, seed=K)
+    eng = PosteriorEngine(p, n_bins=F)
+    rng = np.random.default_rng(K)
+    for T in (1, 5, 40):
+        Y = (p.A[3] @ rng.uniform(-5, 5, L) + p.b[3])[None] + rng.normal(size=(T, D)) * 3.0
+        stats = SufficientStats.from_frames(Y, rng.random((T, F)) > 0.4)
+        post = eng.posterior(stats)
+        un, us = eng.Mn_bins @ stats.n, eng.Ms @ stats.s
+        w, mu, V, lse = _finish_generic_solves(eng, un, us)
+        assert rel(post.weights, w) < 1e-9
+        assert rel(post.means, mu) < 1e-9
+        assert rel(post.covs, V) < 1e-9
+        const = -0.5 * (float(eng.isig @ stats.q) + float(stats.n @ eng.log2pis_bins))
+        assert abs(post.log_evidence - (lse + const)) <= 1e-9 * abs(lse + const)
