@@ -31,14 +31,15 @@ What the gate checks, in this order, when a chunk arrives (:meth:`StreamGate.pus
   releases them in stamp order (held audio never exceeds ``reorder_window_s``), so a swapped
   pair of chunks is put back in order (``reordered_chunks``) instead of flushing the window.
   When a chunk is released it is compared with the end of the previous one (the cursor); the
-  tolerance is ``min(stamp_tolerance_s, half the previous chunk)``:
+  tolerance is ``min(stamp_tolerance_s, half the typical chunk)`` (median of the last 15):
 
   - older than the cursor by at most ``reorder_window_s``: a late duplicate or a chunk the
     buffer could not put back; dropped (``late_chunks``), nothing is flushed;
   - older by more (bag loop, restarted publisher): ``backward_jumps``, the chunks still held
     are released first and the window is flushed once;
   - newer by more than the tolerance and at most ``time_jump_s``: a gap, chunks were lost
-    (``gaps`` and the estimated number of ``dropped_chunks``), flush;
+    (``gaps`` and the estimated number of ``dropped_chunks``: the gap over the median duration
+    of the last 15 chunks, so a single short chunk does not inflate it), flush;
   - newer by more than ``time_jump_s``: one ``time_jumps`` event, flush, and no dropped chunks
     are counted (a stamp 10^6 s ahead is one jump, not 2e7 lost chunks). A single chunk stamped
     far ahead of a stream that then goes on as before is dropped as an outlier (also counted
@@ -67,6 +68,7 @@ __all__ = ["StreamConfig", "Event", "Segment", "PushResult", "StreamGate", "Load
            "LoadStatus", "interaural_coherence"]
 
 _NS = 1_000_000_000
+_TYPICAL_OF = 15          # released chunks whose median duration is the typical chunk
 
 
 @dataclass
@@ -168,6 +170,7 @@ class StreamGate:
         self._held.clear()
         self.cursor_ns: Optional[int] = None     # end of the last released chunk
         self.last_dur_ns = 0
+        self._durs: Deque[int] = deque(maxlen=_TYPICAL_OF)   # recent released durations
         self._last_clock_ns: Optional[int] = None
         self._flush_next = False
 
@@ -179,9 +182,20 @@ class StreamGate:
     def _dur_ns(self, n: int) -> int:
         return n * _NS // self.rate
 
+    @property
+    def typical_dur_ns(self) -> int:
+        """Median duration of the last released chunks (0 before any): the chunk length the
+        gap tolerance and the dropped-chunk estimate use, so one odd chunk (a single frame at
+        the end of a file, a short read) does not turn the next ordinary gap into hundreds of
+        dropped chunks."""
+        if not self._durs:
+            return 0
+        return int(sorted(self._durs)[len(self._durs) // 2])
+
     def _tol_ns(self) -> int:
         tol = int(self.config.stamp_tolerance_s * _NS)
-        return min(tol, self.last_dur_ns // 2) if self.last_dur_ns else tol
+        typical = self.typical_dur_ns
+        return min(tol, typical // 2) if typical else tol
 
     def _event(self, kind: str, level: str, message: str, count: int = 1,
                rejected: bool = False) -> None:
@@ -344,6 +358,7 @@ class StreamGate:
             return
         self.cursor_ns = seg.end_ns
         self.last_dur_ns = seg.duration_ns
+        self._durs.append(seg.duration_ns)
         out.append(seg)
 
     def _continuity(self, seg: Segment) -> bool:
@@ -365,7 +380,7 @@ class StreamGate:
                         f'jump, not as dropped chunks): window flushed')
             seg.flush = True
         elif err > tol:
-            missing = max(1, int(round(err / max(self.last_dur_ns, 1))))
+            missing = max(1, int(round(err / max(self.typical_dur_ns, 1))))
             self.counts['dropped_chunks'] += missing
             self._event('gaps', 'warn', f'gap of {err / 1e9:.3f} s in the audio stamps '
                         f'(~{missing} chunk(s) missing): window flushed')

@@ -89,6 +89,49 @@ def test_gap_counts_dropped_chunks_and_flushes():
     assert [s.flush for s in segs] == [False, False, False, True, False]
 
 
+def test_gap_after_a_one_frame_chunk_counts_typical_chunks():
+    """Soak bug: after a chunk of one sample, an ordinary 50 ms gap was divided by that chunk's
+    duration (800 'dropped chunks'); the median of the recent chunk durations is used."""
+    g = gate()
+    t = T0
+    segs, events = [], []
+    for k in range(6):
+        r = g.push(pcm(talker(CHUNK, k)), t)
+        segs += r.segments
+        events += r.events
+        t += DUR
+    r = g.push(pcm(talker(1, 9)), t)                 # a single frame
+    t += 1_000_000_000 // RATE
+    segs += r.segments
+    events += r.events
+    for k in range(3):                                 # one 50 ms chunk missing, then ordinary
+        r = g.push(pcm(talker(CHUNK, 20 + k)), t + (k + 1) * DUR)
+        segs += r.segments
+        events += r.events
+    segs += g.drain().segments
+    assert kinds(events) == ['gaps']
+    assert '~1 chunk(s) missing' in events[0].message
+    assert g.counts['dropped_chunks'] == 1 and g.counts['gaps'] == 1
+    assert g.typical_dur_ns == DUR
+
+
+def test_short_chunk_does_not_shrink_the_stamp_tolerance():
+    """After a one-sample chunk the tolerance is half the typical chunk (capped), not 31 us: a
+    few ms of stamp jitter is no gap."""
+    g = gate()
+    t = T0
+    events = []
+    for k in range(6):
+        events += g.push(pcm(talker(CHUNK, k)), t).events
+        t += DUR
+    events += g.push(pcm(talker(1, 9)), t).events
+    t += 1_000_000_000 // RATE
+    for k in range(3):
+        events += g.push(pcm(talker(CHUNK, 20 + k)), t + 2_000_000 + k * DUR).events   # +2 ms
+    events += g.drain().events
+    assert events == [] and g.counts['dropped_chunks'] == 0
+
+
 def test_time_jump_is_one_event_not_millions_of_dropped_chunks():
     g = gate()
     jump = 10**6 * 1_000_000_000
