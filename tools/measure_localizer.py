@@ -1,7 +1,7 @@
 """Measure the localiser's CPU cost and memory, and the two-source training time (issue 13).
 Run from the checkout:
 
-    PYTHONPATH=. python tools/measure_localizer.py cpu      # node CPU s per audio s
+    PYTHONPATH=. python tools/measure_localizer.py cpu [--ref REV] [--repeat 3] [--modes one,auto]
     PYTHONPATH=. python tools/measure_localizer.py memory   # node RSS around 3 x 10 MiB chunks
     PYTHONPATH=. python tools/measure_localizer.py inproc [--ref REV] [--repeat 5]
     PYTHONPATH=. python tools/measure_localizer.py train [--ref REV] [--repeat 1]
@@ -19,10 +19,13 @@ difference of the estimates (same audio) or of the fitted parameters (same seed)
 is the median over ``--repeat`` runs; the machine may be shared, so repeat and read CPU times.
 
 ``cpu`` trains a one-source (K=32) and a two-source (K=100) model on the toy head of the tests,
-starts the sbm_localizer node in automatic mode (blas_threads 0 = OpenBLAS' automatic threads,
-then 1), then with the one-source model alone (blas_threads 1); each time it publishes 15 s of
-audio in 50 ms chunks at real-time pace over DDS and prints the node process's CPU seconds
-(all threads: OpenBLAS workers spin-wait between the calls) per audio second. ``memory``
+starts the sbm_localizer node in each of ``--modes`` (``auto0``: automatic mode with
+blas_threads 0 = OpenBLAS' automatic threads; ``auto``: automatic, blas_threads 1; ``one``: the
+one-source model alone, blas_threads 1); each time it publishes ``--seconds`` (15) s of audio in
+``--chunk-ms`` (50) ms chunks at real-time pace over DDS and prints the node process's CPU
+seconds (all threads: OpenBLAS workers spin-wait between the calls) per audio second, the
+median over ``--repeat`` runs. With ``--ref REV`` the node also runs from that revision's
+``sbm_ros`` (interleaved with this checkout's runs) and the ratio is printed. ``memory``
 starts the sbm_localizer node, publishes three 10 MiB chunks over DDS and prints the node's
 resident memory before, at its peak and after.
 """
@@ -54,52 +57,107 @@ def _models(root):
 
 
 def _cpu_s(pid):
-    with open(f'/proc/{pid}/stat') as fh:
-        f = fh.read().rsplit(')', 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')      # utime + stime
+    from sbm_ros.apps.procstat import cpu_seconds
+    return cpu_seconds(pid)
 
 
-def cpu():
-    """CPU s per audio s of the node process: automatic mode with blas_threads 0 and 1, and
-    the one-source model alone with blas_threads 1."""
+CPU_MODES = {     # name: (automatic?, blas_threads)
+    'one': (False, 1), 'auto': (True, 1), 'auto0': (True, 0)}
+
+
+def _cpu_run(ros, pub, got, domain, models, x, mode, tree, seconds, chunk):
+    """One node run: publish ``seconds`` of ``x`` in ``chunk``-sample chunks at real-time pace;
+    returns (node CPU s per audio s, sound_directions messages received)."""
+    import synth
+    from audio_common_msgs.msg import AudioDataStamped
+    from rostest_utils import NodeProcess
+    from sbm_ros.core.audio_io import float_to_pcm_bytes
+    from sbm_ros.nodes.common import ns_to_stamp
+    one, two = models
+    auto, threads = CPU_MODES[mode]
+    params = {'model_path': one, 'blas_threads': threads}
+    if auto:
+        params.update(model_path_two=two, n_sources=0)
+    env = {'PYTHONPATH': os.pathsep.join([tree, os.environ.get('PYTHONPATH', '')])}
+    node = NodeProcess('sbm_localizer', domain, params=params, env=env)
+    with node:
+        node.wait_for(r'two-source model' if auto else r'model .*one\.npz',
+                      timeout=60, spin=ros.spin_for)
+        assert ros.wait_for_subscribers(pub)
+        ros.spin_for(1.0)
+        del got[:]
+        c0, t0 = _cpu_s(node.proc.pid), time.perf_counter()
+        stamp = 1000 * 10**9
+        n = min(x.shape[0], int(seconds * synth.RATE))
+        dt = chunk / synth.RATE
+        for k, i in enumerate(range(0, n, chunk)):
+            msg = AudioDataStamped()
+            msg.header.stamp = ns_to_stamp(stamp + i * 10**9 // synth.RATE)
+            msg.audio.data = float_to_pcm_bytes(x[i:i + chunk])
+            pub.publish(msg)
+            ros.spin_for(max(0.0, t0 + (k + 1) * dt - time.perf_counter()))
+        ros.spin_for(0.5)
+        cpu = _cpu_s(node.proc.pid) - c0
+    return cpu / (n / synth.RATE), len(got)
+
+
+def cpu(argv=()):
+    """CPU s per audio s of the node process, per mode (see --modes), optionally with a
+    reference revision's sbm_ros run interleaved (--ref) and the ratios printed."""
+    import argparse
     import numpy as np
     import synth
     from audio_common_msgs.msg import AudioDataStamped
-    from rostest_utils import NodeProcess, RosTestNode
-    from sbm_ros.core.audio_io import float_to_pcm_bytes
-    from sbm_ros.nodes.common import ns_to_stamp, stream_qos
+    from geometry_msgs.msg import PoseArray
+    from rostest_utils import RosTestNode
+    from sbm_ros.nodes.common import stream_qos
+    ap = argparse.ArgumentParser(prog='measure_localizer.py cpu')
+    ap.add_argument('--ref', help='git revision measured in the same run (e.g. main)')
+    ap.add_argument('--repeat', type=int, default=1, help='runs per mode and tree (median)')
+    ap.add_argument('--modes', default='auto0,auto,one',
+                    help='comma-separated: one (one-source, blas 1), auto (automatic, blas 1),'
+                         ' auto0 (automatic, OpenBLAS automatic threads)')
+    ap.add_argument('--seconds', type=float, default=SECONDS, help='audio seconds per run')
+    ap.add_argument('--chunk-ms', type=float, default=50.0, help='chunk length (ms)')
+    a = ap.parse_args(list(argv))
+    modes = [m.strip() for m in a.modes.split(',') if m.strip()]
+    for m in modes:
+        if m not in CPU_MODES:
+            ap.error(f'unknown mode {m!r} (one of {", ".join(CPU_MODES)})')
     root = os.path.join(tempfile.gettempdir(), 'sbm_measure_models')
     os.makedirs(root, exist_ok=True)
-    one, two = _models(root)
-    x = synth.render(synth.babble(SECONDS * synth.RATE, 1), 8.0, 4.0)
+    models = _models(root)
+    x = synth.render(synth.babble(int(a.seconds * synth.RATE), 1), 8.0, 4.0)
     x += 1e-4 * np.random.default_rng(1).normal(size=x.shape)
+    chunk = max(1, int(round(a.chunk_ms * synth.RATE / 1000)))
     domain = 96
     ros = RosTestNode(domain, 'sbm_measure')
     pub = ros.node.create_publisher(AudioDataStamped, '/audio/audio_stamped',
                                     stream_qos('reliable', 100))
-    for mode, threads in (('automatic', 0), ('automatic', 1), ('one-source', 1)):
-        params = {'model_path': one, 'blas_threads': threads}
-        if mode == 'automatic':
-            params.update(model_path_two=two, n_sources=0)
-        node = NodeProcess('sbm_localizer', domain, params=params)
-        with node:
-            node.wait_for(r'two-source model' if mode == 'automatic' else r'model .*one\.npz',
-                          timeout=30, spin=ros.spin_for)
-            assert ros.wait_for_subscribers(pub)
-            ros.spin_for(1.0)
-            c0, t0 = _cpu_s(node.proc.pid), time.perf_counter()
-            stamp = 1000 * 10**9
-            for k, i in enumerate(range(0, x.shape[0], 800)):
-                msg = AudioDataStamped()
-                msg.header.stamp = ns_to_stamp(stamp + i * 10**9 // synth.RATE)
-                msg.audio.data = float_to_pcm_bytes(x[i:i + 800])
-                pub.publish(msg)
-                ros.spin_for(max(0.0, t0 + (k + 1) * 0.05 - time.perf_counter()))
-            ros.spin_for(0.5)
-            cpu = _cpu_s(node.proc.pid) - c0
-            print(f'sbm_localizer node, {mode} mode, blas_threads={threads}: '
-                  f'{cpu / SECONDS:.3f} CPU s per audio second')
+    got = ros.collect(PoseArray, '/sound_directions')
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = [('this checkout', ROOT)]
+        if a.ref:
+            trees.append((f'ref {a.ref}', _checkout_of(a.ref, tmp)))
+        res = {(m, name): [] for m in modes for name, _ in trees}
+        for _ in range(a.repeat):
+            for m in modes:
+                for name, tree in trees:
+                    res[m, name].append(_cpu_run(ros, pub, got, domain, models, x, m, tree,
+                                                 a.seconds, chunk))
     ros.close()
+    for m in modes:
+        med = {}
+        for name, _ in trees:
+            rs = res[m, name]
+            med[name] = float(np.median([r[0] for r in rs]))
+            print(f'sbm_localizer node, mode {m} (automatic={CPU_MODES[m][0]}, blas_threads='
+                  f'{CPU_MODES[m][1]}), {name}: {med[name]:.4f} CPU s per audio second (runs: '
+                  f'{" ".join(f"{r[0]:.4f}" for r in rs)}; sound_directions received: '
+                  f'{" ".join(str(r[1]) for r in rs)}; chunks of {chunk} samples)')
+        if a.ref:
+            print(f'  mode {m}: this checkout / ref = '
+                  f'{med["this checkout"] / med[trees[1][0]]:.3f}')
 
 
 def _rss(pid, key='VmRSS'):
@@ -288,4 +346,4 @@ if __name__ == '__main__':
     elif cmd in ('inproc', 'train'):
         _compare(cmd, sys.argv[2:])
     else:
-        {'cpu': cpu, 'memory': memory}[cmd]()
+        {'cpu': lambda: cpu(sys.argv[2:]), 'memory': memory}[cmd]()
