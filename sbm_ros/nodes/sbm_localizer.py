@@ -38,6 +38,8 @@ Design:
   ``sound_markers`` and uses the camera stored in the model file when ``camera_info`` is absent
   (``use_model_camera``). Whatever cannot be produced is skipped with a throttled warning; the
   rest keeps being published. The camera is assumed at the head origin, axes aligned (REP 103).
+  ``sound_markers`` and ``sound_image_markers`` are built and published only while the topic
+  has a subscriber (a viewer); the output publishers have no QoS event handlers.
 * **Diagnostics** on ``/diagnostics`` from a steady-clock timer (so they also flow while a
   simulated clock is stopped): model, audio format, window fill, active fraction, latency,
   processing time, load, flushes, rejected chunks, silent windows and the stream counters. The
@@ -47,11 +49,13 @@ Design:
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import time
 from typing import Optional
 
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
@@ -201,21 +205,33 @@ class SbmLocalizerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         out_qos = stream_qos('reliable', 10)
-        self.pub_sources = self.create_publisher(Detection2DArray, 'sound_sources', out_qos)
-        self.pub_dirs = self.create_publisher(PoseArray, 'sound_directions', out_qos)
-        self.pub_markers = self.create_publisher(MarkerArray, 'sound_markers', out_qos)
-        self.pub_img_markers = self.create_publisher(ImageMarker, 'sound_image_markers',
-                                                     out_qos)
-        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # No event handlers on the publishers (rclpy's default ones, two per publisher, are
+        # waitables the executor polls and dispatches on every wake-up, i.e. every chunk; an
+        # incompatible subscriber of an output is not the localiser's problem to log).
+        pub = functools.partial(self.create_publisher,
+                                event_callbacks=PublisherEventCallbacks(
+                                    use_default_callbacks=False))
+        self.pub_sources = pub(Detection2DArray, 'sound_sources', out_qos)
+        self.pub_dirs = pub(PoseArray, 'sound_directions', out_qos)
+        self.pub_markers = pub(MarkerArray, 'sound_markers', out_qos)
+        self.pub_img_markers = pub(ImageMarker, 'sound_image_markers', out_qos)
+        self.pub_diag = pub(DiagnosticArray, '/diagnostics', 10)
 
         audio_qos = stream_qos(self.p['audio_reliability'], self.p['audio_depth'])
         cam_qos = stream_qos('best_effort', 5)     # matches reliable and best-effort cameras
-        self.sub_audio = self.create_subscription(AudioDataStamped, 'audio/audio_stamped',
-                                                  self._on_audio, audio_qos)
+        # Event handlers: only the audio subscription's incompatible-QoS one (rclpy's defaults
+        # add two waitables per subscription; a silent topic is also reported by the
+        # diagnostics timer, with the publishers' QoS).
+        self.sub_audio = self.create_subscription(
+            AudioDataStamped, 'audio/audio_stamped', self._on_audio, audio_qos,
+            event_callbacks=SubscriptionEventCallbacks(
+                incompatible_qos=self._on_incompatible_audio_qos, use_default_callbacks=False))
+        no_events = SubscriptionEventCallbacks(use_default_callbacks=False)
         self.sub_info = self.create_subscription(AudioInfo, 'audio/audio_info',
-                                                 self._on_audio_info, latched_qos())
+                                                 self._on_audio_info, latched_qos(),
+                                                 event_callbacks=no_events)
         self.sub_cam = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                                cam_qos)
+                                                cam_qos, event_callbacks=no_events)
         self._watch = {s.topic_name: {'sub': s, 'qos': q, 'since': None, 'last': None}
                        for s, q in ((self.sub_audio, audio_qos), (self.sub_info, latched_qos()),
                                     (self.sub_cam, cam_qos))}
@@ -492,6 +508,14 @@ class SbmLocalizerNode(Node):
         if w is not None:
             w['last'] = time.monotonic()
 
+    def _on_incompatible_audio_qos(self, event) -> None:
+        from rclpy.qos import qos_policy_name_from_kind
+        self._throttled('warn', 'audio-qos', f'a publisher of {self.sub_audio.topic_name} '
+                        f'offers an incompatible QoS (policy '
+                        f'{qos_policy_name_from_kind(event.last_policy_kind)}): nothing is '
+                        f'received from it (audio_reliability is '
+                        f"{self.p['audio_reliability']})")
+
     def _reject(self, key: str, msg: str, level: str = 'warn') -> None:
         self.stats['rejected'] += 1
         self._throttled(level, key, msg)
@@ -615,10 +639,13 @@ class SbmLocalizerNode(Node):
         life = self._param('marker_lifetime_s')
         have_px = any(o.pixel is not None for o in outs)
         have_dir = any(o.direction is not None for o in outs)
+        # The markers are for viewers (RViz, rqt): built and published only while someone
+        # subscribes to them.
         if have_px:
             self.pub_sources.publish(rc.detections_msg(img, outs))
-            for m in rc.image_marker_msgs(img, outs, lifetime_s=life):
-                self.pub_img_markers.publish(m)
+            if self.pub_img_markers.get_subscription_count():
+                for m in rc.image_marker_msgs(img, outs, lifetime_s=life):
+                    self.pub_img_markers.publish(m)
         elif model.target_space == 'degrees' and cam is None:
             self._throttled('warn', 'nocam-px', f'no camera_info received on '
                             f'{self.sub_cam.topic_name}: sound_sources and sound_image_markers '
@@ -626,8 +653,9 @@ class SbmLocalizerNode(Node):
                             f'sound_directions and sound_markers only)', period=15.0)
         if have_dir:
             self.pub_dirs.publish(rc.pose_array_msg(head, outs))
-            self.pub_markers.publish(rc.marker_array_msg(
-                head, outs, distance=self._param('marker_distance'), lifetime_s=life))
+            if self.pub_markers.get_subscription_count():
+                self.pub_markers.publish(rc.marker_array_msg(
+                    head, outs, distance=self._param('marker_distance'), lifetime_s=life))
         elif model.target_space == 'pixels' and cam is None:
             self._throttled('warn', 'nocam-dir', f'no camera_info received on '
                             f'{self.sub_cam.topic_name} and no usable camera in the pixel model'
