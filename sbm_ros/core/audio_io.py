@@ -317,8 +317,11 @@ class WavBlockReader:
 
     def blocks(self):
         import soundfile as sf
-        from scipy.signal import resample_poly
 
+        if self.up != self.down:
+            # only when resampling: importing scipy.signal costs seconds on a busy machine, and
+            # a player pacing the blocks would then burst to catch up
+            from scipy.signal import resample_poly
         with sf.SoundFile(self.path) as f:
             for s in range(0, self.n_in, self._step):
                 e = min(s + self._step, self.n_in)

@@ -16,7 +16,11 @@ Sources (parameter ``source``):
 * ``file``: a WAV file (resampled to ``sample_rate``), published in blocks of ``block_size``
   paced at ``realtime_factor`` x real time, optionally looping. The file is streamed from disk
   (:class:`sbm_ros.core.audio_io.WavBlockReader`, about one second in memory; the samples are
-  those of resampling the whole file at once).
+  those of resampling the whole file at once). The pace and the stamps start at the first
+  chunk read; when playback falls more than ``MAX_CATCH_UP_S`` (0.2 s) behind its pace (a
+  stall) the pacing restarts from now instead of publishing the backlog as one burst (at 10x a
+  2.6 s stall was a burst of 520 chunks, beyond the localiser's queue: the first chunks of the
+  stream were lost); ``pacing_restarts`` on /diagnostics.
 
 Stamping (device source): stamps are counted in samples, ``stamp_k = anchor + n_k / rate`` with
 ``n_k`` the samples published before chunk k. The anchor is the node clock at the first
@@ -26,7 +30,7 @@ chunk; the minimum of this offset over the last ``drift_history`` chunks (callba
 only ever delays arrivals, so the minimum is the actual clock offset) is the drift. When it
 exceeds ``max_drift_s`` the anchor is moved by the drift and a warning is logged; after an input
 overflow (samples lost) the stamps are re-anchored at the next chunk. The file source uses
-sample-count stamps anchored at the node clock when playback starts (stamps follow audio time,
+sample-count stamps anchored at the node clock at the first chunk (stamps follow audio time,
 also with ``realtime_factor`` != 1 and across loops).
 """
 
@@ -49,6 +53,7 @@ from .common import (LogThrottle, Param, declare_parameters, describe_qos,
                      latched_qos, ns_to_stamp, one_of, positive, run, stream_qos)
 
 NODE_NAME = 'binaural_capture'
+MAX_CATCH_UP_S = 0.2     # file source: a stall longer than this restarts the pacing (no burst)
 
 
 def _channel_map_ok(v) -> Optional[str]:
@@ -279,18 +284,29 @@ class BinauralCapture(Node):
             return
         self.status = 'playing file'
         speed = float(self.p['realtime_factor'])
-        anchor = self._now_ns()
-        if anchor == 0:
-            self.get_logger().warning('the node clock reads 0 (use_sim_time without /clock?):'
-                                      ' stamps start at 0')
-        t0 = time.monotonic()
+        anchor = t0 = None      # stamp and pacing clock start at the first chunk read
         sent = 0            # samples published since start (all loops)
         for chunk in self._file_chunks(reader):
             if self._stop.is_set():
                 return
+            if t0 is None:
+                anchor = self._now_ns()
+                if anchor == 0:
+                    self.get_logger().warning('the node clock reads 0 (use_sim_time without '
+                                              '/clock?): stamps start at 0')
+                self.get_logger().info(f"source 'file': playing, first stamp {anchor} ns")
+                t0 = time.monotonic()
             due = t0 + (sent + chunk.shape[0]) / self.rate / speed
             delay = due - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
+            if delay < -MAX_CATCH_UP_S:
+                # Behind the pace (a stall: disk, CPU, a lazy import): go on from now instead
+                # of publishing the backlog as one burst, which a subscriber's queue drops at
+                # high speeds. The stamps follow the audio, so they stay contiguous.
+                t0 -= delay
+                self._count('pacing_restarts')
+                self._throttled('info', 'pacing', f"source 'file': {-delay:.2f} s behind the "
+                                f'playback pace: pacing restarted from now (no burst)')
+            elif delay > 0 and self._stop.wait(delay):
                 return
             if not self._publish_chunk(chunk, anchor + (sent * 1_000_000_000) // self.rate):
                 return
@@ -441,6 +457,7 @@ class BinauralCapture(Node):
             'input_overflows': st.get('overflows', 0),
             'dropped_blocks': st.get('queue_drops', 0),
             'reanchors': st.get('reanchors', 0),
+            'pacing_restarts': st.get('pacing_restarts', 0),
             'last_stamp': f'{self.last_stamp_ns / 1e9:.6f}',
         }
         s.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]

@@ -162,3 +162,18 @@ def test_wav_block_reader_refuses_mono_and_garbage(tmp_path):
     open(bad, 'wb').write(b'RIFF not really')
     with pytest.raises(ValueError, match='cannot read WAV file'):
         WavBlockReader(bad)
+
+
+def test_wav_block_reader_without_resampling_does_not_import_scipy_signal(tmp_path):
+    """The file player paces the blocks: the first one must not wait for a slow import."""
+    import subprocess
+    import sys
+    from sbm_ros.core.audio_io import write_wav
+    path = str(tmp_path / 'x.wav')
+    write_wav(path, np.zeros((1600, 2)), 16000)
+    code = ('import sys; from sbm_ros.core.audio_io import WavBlockReader; '
+            f'r = WavBlockReader({path!r}, target_rate=16000); next(iter(r.blocks())); '
+            'print("scipy.signal" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == 'False'

@@ -6,6 +6,7 @@ model is trained on the same head. Both nodes are subprocesses; this process hol
 """
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -193,6 +194,30 @@ def test_file_source_to_localizer(setup, ros, localizer):
             any(kv.key == 'chunks_published' and kv.value == '80' for kv in s.values)
             for a in diag for s in a.status), 3.0)
     assert 'Traceback' not in cap.text() + localizer.text()
+
+
+def test_file_source_at_high_speed_is_paced_not_a_burst(setup, ros, localizer):
+    """Soak bug: the pace started before the first block was read (a lazy scipy.signal import
+    took seconds), and the player then published the backlog as one burst, which the
+    localiser's queue dropped at 10x. Now the pace starts at the first chunk and a stall
+    restarts it: at 20x the 80 chunks arrive spread over about 0.2 s, all of them."""
+    from scipy.signal import resample_poly
+    localizer, topics = localizer
+    arrivals = []
+    ros.node.create_subscription(AudioDataStamped, '/audio/audio_stamped',
+                                 lambda m: arrivals.append(time.monotonic()),
+                                 stream_qos('reliable', 1000))
+    wav48 = os.path.join(setup['root'], 'talker48k.wav')     # resampled: a slow first block
+    write_wav(wav48, resample_poly(setup['pcm'] / 32768.0, 3, 1, axis=0), 48000)
+    cap = NodeProcess('binaural_capture', DOMAIN, params={
+        'source': 'file', 'file_path': wav48, 'block_size': BLOCK,
+        'realtime_factor': 20.0, 'wait_for_subscribers': 3, 'start_delay_s': 0.3})
+    with cap:
+        cap.wait_for(r"source 'file': end of", timeout=20, spin=ros.spin_for)
+        assert ros.spin_until(lambda: len(arrivals) >= 80, 5.0), len(arrivals)
+    span = arrivals[79] - arrivals[0]
+    assert span > 0.6 * 79 * BLOCK / RATE / 20.0, f'80 chunks within {span:.3f} s: a burst'
+    assert 'Traceback' not in cap.text()
 
 
 def test_alsa_virtual_device_to_localizer(setup, ros, localizer):
