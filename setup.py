@@ -48,6 +48,7 @@ setup(
             'av_fusion = sbm_ros.nodes.av_fusion:main',
             'virtual_head = sbm_ros.nodes.virtual_head:main',
             'sbm-bag = sbm_ros.apps.bag_offline:main',
+            'sbm-soak = sbm_ros.apps.soak:main',
         ],
     },
 )
