@@ -80,9 +80,16 @@ def _cpu_run(ros, pub, got, domain, models, x, mode, tree, seconds, chunk):
         params.update(model_path_two=two, n_sources=0)
     env = {'PYTHONPATH': os.pathsep.join([tree, os.environ.get('PYTHONPATH', '')])}
     node = NodeProcess('sbm_localizer', domain, params=params, env=env)
+    # 'python -m' would put the working directory (this checkout) first on sys.path: the
+    # node runs from ``tree`` explicitly, and says which sbm_ros it imported
+    assert node.args[1:3] == ['-m', 'sbm_ros.nodes.sbm_localizer'], node.args
+    node.args[1:3] = ['-c', f'import sys; sys.path.insert(0, {tree!r}); import sbm_ros; '
+                      f'print("sbm_ros from", sbm_ros.__file__, flush=True); '
+                      f'from sbm_ros.nodes.sbm_localizer import main; sys.exit(main())']
     with node:
         node.wait_for(r'two-source model' if auto else r'model .*one\.npz',
                       timeout=60, spin=ros.spin_for)
+        assert f'sbm_ros from {os.path.join(tree, "sbm_ros")}' in node.text(), node.text()[:300]
         assert ros.wait_for_subscribers(pub)
         ros.spin_for(1.0)
         del got[:]
