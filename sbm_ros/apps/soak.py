@@ -592,7 +592,10 @@ def markdown(rep: dict) -> str:
              "Written by `sbm-soak --write-docs` (`sbm_ros/apps/soak.py`): binaural_capture "
              "(file source, a rendered virtual-head recording) -> sbm_localizer over real DDS.",
              "", f"- date: {rep['date']}, host: {rep['host']}, {rep['cpus']} CPUs",
-             f"- command: `{rep['command']}`", ""]
+             f"- command: `{rep['command']}`"]
+    if rep.get("note"):
+        lines.append(f"- note: {rep['note']}")
+    lines.append("")
     if rep.get("soak"):
         lines += ["## Soak", "", "| mode | audio s | speed | localizer CPU s / audio s | capture "
                   "CPU s / audio s | memory slope MB / audio hour | RSS start / end MB | "
@@ -628,6 +631,20 @@ def markdown(rep: dict) -> str:
                          f"(arrival -> publish): median {r.get('processing_median_s')} s, p95 "
                          f"{r.get('processing_p95_s')} s ({r['estimates']} estimates)")
         lines.append("")
+    lines += ["## Reading the figures", "",
+              "- CPU: user + system seconds of the node process (all threads, DDS included) over "
+              "the run, per second of audio.",
+              "- Memory slope: least-squares slope of the localiser's RSS over the audio time, "
+              "after the first 10 % of the run; a run of minutes is dominated by warm-up "
+              "(allocator, caches): read it on the hour-long run.",
+              "- Estimates expected: audio seconds x 10 (estimate_rate); windows in the talker's "
+              "pauses give none. 'cannot keep up': /diagnostics messages of the localiser with "
+              "that warning (busy > 60 % or chunks lost).",
+              "- Error: distance (degrees, azimuth and elevation) of the estimate to the "
+              "talker's position, for windows wholly inside one talker segment; median of the "
+              "first and of the last 10 % of the audio.",
+              "- Speed sweep: a speed is kept up with when every chunk published was received, "
+              "none was dropped and no 'cannot keep up' was reported.", ""]
     if rep.get("fuzz"):
         f = rep["fuzz"]
         lines += ["## Fuzz", "", f"- cases: {', '.join(f['cases'])}",
@@ -661,6 +678,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", default=None, help="markdown path (default docs/soak.md of the "
                    "checkout)")
     p.add_argument("--log-dir", help="node logs (default a temporary folder)")
+    p.add_argument("--note", default="", help="a line for the report (e.g. the machine's load)")
+    p.add_argument("--render", metavar="JSON", help="only write the markdown of a JSON report "
+                   "(with --write-docs / --docs; --note replaces its note)")
     return p
 
 
@@ -671,11 +691,18 @@ def main(argv=None) -> int:
     if bad:
         print(f"sbm-soak: unknown mode(s) {bad}", file=sys.stderr)
         return 2
+    if args.render:
+        with open(args.render) as fh:
+            rep = json.load(fh)
+        if args.note:
+            rep["note"] = args.note
+        _write_docs(args, markdown(rep))
+        return 0
     speeds = [float(s) for s in args.sweep.split(",") if s.strip()]
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="sbm_soak_")
     os.makedirs(log_dir, exist_ok=True)
     prep = prepare(args)
-    rep = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
+    rep = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "note": args.note,
            "cpus": os.cpu_count(), "command": " ".join(["sbm-soak"] + list(
                argv if argv is not None else sys.argv[1:])), "log_dir": log_dir,
            "models": [prep["one"], prep["two"]], "wav": prep["wav"]}
@@ -698,13 +725,18 @@ def main(argv=None) -> int:
     text = markdown(rep)
     print(text)
     say(f"report: {out}")
-    if args.write_docs:
-        path = args.docs or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))), "docs", "soak.md")
-        with open(path, "w") as fh:
-            fh.write(text)
-        say(f"markdown: {path}")
+    _write_docs(args, text)
     return 0
+
+
+def _write_docs(args, text: str) -> None:
+    if not (args.write_docs or args.docs):
+        return
+    path = args.docs or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "docs", "soak.md")
+    with open(path, "w") as fh:
+        fh.write(text)
+    say(f"markdown: {path}")
 
 
 if __name__ == "__main__":
