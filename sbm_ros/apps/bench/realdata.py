@@ -557,6 +557,8 @@ def run_realdata(bc: BenchConfig, out: dict) -> dict:
                 f"{r['kind']} {r['method']} az {_fmt_ms(r['sbm']['az'])}, PHAT "
                 f"{_fmt_ms(r['phat']['az'])}" for r in rows)
                 + f" ({time.perf_counter() - tc:.1f} s)")
+        from sbm_ros.apps.bench.realsweep import run_realsweep
+        res["sweep"] = run_realsweep(world, cases, speech, HOP_S[bc.quick])
         res["heads"] = {k: dict(name=h.name, directions=len(h), taps=h.irs.shape[1])
                         for k, h in world.heads.items()}
     finally:
