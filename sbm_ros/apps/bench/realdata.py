@@ -81,7 +81,10 @@ ESPEAK_SENTENCES = (
 )
 TRAIN_KW: dict = {}                         # as `sbm-train` without options
 PAIRS = {False: 5000, True: 600}            # two-talker training pairs (full, quick)
-K2 = {False: 20, True: 10}                  # two-talker K (full, quick)
+#: two-talker K (full, quick); None: sbm-train's default (100, capped at half the distinct
+#: position pairs: 39 for 13 directions). Room A, 5000 pairs: K = 20 gave 0.62 / 0.85 deg
+#: (ARCTIC / espeak-ng) against PHAT's 0.43 / 0.49; the capped default 0.33 / 0.41.
+K2 = {False: None, True: 10}
 HOP_S = {False: 0.1, True: 0.3}             # window hop (full, quick)
 CHI2_95 = {1: 3.841458820694124, 2: 5.991464547107979}
 SPEECH_RMS = 0.1
@@ -243,7 +246,9 @@ class _World:
         path = os.path.join(self.tmp, f"model{number:02d}.npz")
         kw = dict(TRAIN_KW)
         if case.n_sources == 2:
-            kw.update(pairs=PAIRS[self.bc.quick], n_components=K2[self.bc.quick])
+            kw.update(pairs=PAIRS[self.bc.quick])
+            if K2[self.bc.quick] is not None:
+                kw.update(n_components=K2[self.bc.quick])
         t0 = time.perf_counter()
         res = train_model(folder, path, n_sources=case.n_sources, seed=self.bc.seed,
                           azimuth_only=case.dims == 1, **kw)
@@ -511,8 +516,12 @@ def _run_case(world: _World, case: Case, number: int, speech: Dict[str, List[np.
     return rows
 
 
-def run_realdata(bc: BenchConfig, out: dict) -> dict:
-    """The real-data section: fills ``out["realdata"]`` (``rows`` or ``skipped``), returns it."""
+def run_realdata(bc: BenchConfig, out: dict, then=None) -> dict:
+    """The real-data section: fills ``out["realdata"]`` (``rows`` or ``skipped``), returns it.
+
+    ``then(world, cases, speech, hop_s)``, when given, runs with the same heads, trained
+    models and speech before the scratch folder goes; its rows go to ``out["realdata"]
+    ["sweep"]`` (the driver passes :func:`.realsweep.run_realsweep`)."""
     from sbm_ros.sim.measured import sonicom_files, surrey_file
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -557,8 +566,8 @@ def run_realdata(bc: BenchConfig, out: dict) -> dict:
                 f"{r['kind']} {r['method']} az {_fmt_ms(r['sbm']['az'])}, PHAT "
                 f"{_fmt_ms(r['phat']['az'])}" for r in rows)
                 + f" ({time.perf_counter() - tc:.1f} s)")
-        from sbm_ros.apps.bench.realsweep import run_realsweep
-        res["sweep"] = run_realsweep(world, cases, speech, HOP_S[bc.quick])
+        if then is not None:
+            res["sweep"] = then(world, cases, speech, HOP_S[bc.quick])
         res["heads"] = {k: dict(name=h.name, directions=len(h), taps=h.irs.shape[1])
                         for k, h in world.heads.items()}
     finally:
