@@ -191,7 +191,9 @@ class CalibratorNode(Node):
 
     # ------------------------------------------------------------------ interfaces
     def _init_interfaces(self):
-        img_qos = stream_qos(self.p['image_reliability'], 10)
+        # a deep reader queue: every frame counts (a lost frame is a gap in the marker track),
+        # and the timer that detects the markers takes them in bursts
+        img_qos = stream_qos(self.p['image_reliability'], 30)
         aud_qos = stream_qos(self.p['reliability'], 200)
         self.create_subscription(Image, 'image', self._on_image, img_qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, img_qos)
