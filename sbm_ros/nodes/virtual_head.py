@@ -88,7 +88,8 @@ PARAMS = [
     Param('start_delay_s', 1.0, 'Wait this long (wall clock) after rendering before publishing '
           '(discovery).', non_negative, read_only=True),
     Param('wait_for_subscribers', 0, 'Before publishing, wait until audio/audio_stamped, image '
-          'and faces each have at least this many subscribers (at most wait_timeout_s).',
+          'and faces (not with sweep) each have at least this many subscribers (at most '
+          'wait_timeout_s).',
           non_negative, read_only=True),
     Param('wait_timeout_s', 30.0, 'Longest wait for wait_for_subscribers (s).', positive,
           read_only=True),
@@ -283,6 +284,8 @@ class VirtualHeadNode(Node):
             want = int(self.p['wait_for_subscribers'])
             if want > 0:
                 pubs = (self.pub_audio, self.pub_image, self.pub_faces)
+                if str(self.p['sweep']).strip():      # a sweep has no faces to wait for
+                    pubs = (self.pub_audio, self.pub_image)
                 deadline = time.monotonic() + self.p['wait_timeout_s']
                 while (min(p.get_subscription_count() for p in pubs) < want
                        and time.monotonic() < deadline and not self._stop.is_set()):
