@@ -36,7 +36,8 @@ invalid values are refused with the reason.
 
 The logic is in :mod:`sbm_ros.av.sweep_session` (no ROS); this node converts messages, holds
 parameters, services and timers, and logs. Single-threaded executor; the image callback only
-queues frames, a timer detects the marker, writes samples and publishes.
+queues frames, a thread of its own detects the marker (the executor keeps taking messages), a
+timer writes the samples and publishes.
 """
 
 from __future__ import annotations
@@ -186,6 +187,11 @@ class CalibratorNode(Node):
             self._marker_detector()
         except Exception as exc:  # noqa: BLE001 - reported; ~/start_sweep refuses
             self.get_logger().warning(f'marker detection unavailable: {exc}')
+        self._stop = threading.Event()
+        self._frames_ready = threading.Event()
+        self._detect_thread = threading.Thread(target=self._detect_loop, name='marker',
+                                               daemon=True)
+        self._detect_thread.start()
         self._init_interfaces()
         self._publish_status()
 
@@ -252,7 +258,7 @@ class CalibratorNode(Node):
                            min_rms_dbfs=float(p['min_rms_dbfs']),
                            clip_level=float(p['clip_level']),
                            max_clipped_fraction=float(p['max_clipped_fraction']),
-                           keep_audio_s=max(10.0, 2.0 * float(p['max_duration_s'])))
+                           keep_audio_s=max(30.0, 2.0 * float(p["max_duration_s"])))
 
     @staticmethod
     def _session_config(p):
@@ -303,9 +309,33 @@ class CalibratorNode(Node):
 
     def _on_image(self, msg):
         self.image_rx = time.monotonic()
-        if len(self.frames) == self.frames.maxlen:
-            self.frames_dropped += 1
-        self.frames.append(msg)
+        with self._lock:
+            if self.session is None:
+                self.latest = (msg.header, None, msg)
+                return
+            if len(self.frames) == self.frames.maxlen:
+                self.frames_dropped += 1
+            self.frames.append(msg)
+        self._frames_ready.set()
+
+    def _detect_loop(self):
+        """The marker detection, in a thread of its own: the executor keeps taking messages
+        from DDS meanwhile (a frame the reader queue cannot hold is a gap in the marker
+        track). OpenCV releases the GIL while it works."""
+        while not self._stop.is_set():
+            if not self._frames_ready.wait(0.1):
+                continue
+            self._frames_ready.clear()
+            while not self._stop.is_set():
+                with self._lock:
+                    sess = self.session
+                    msg = self.frames.popleft() if self.frames else None
+                if msg is None or sess is None:
+                    break
+                try:
+                    self._process_frame(sess, msg)
+                except Exception as exc:  # noqa: BLE001 - one frame lost, the thread goes on
+                    self._warn('frame', f'frame ignored: {type(exc).__name__}: {exc}')
 
     def _on_audio_info(self, msg):
         self.audio_info = msg
@@ -339,14 +369,8 @@ class CalibratorNode(Node):
         now = time.monotonic()
         with self._lock:
             sess = self.session
-            frames = list(self.frames)
-            self.frames.clear()
         if sess is None:
-            if frames:
-                self.latest = (frames[-1].header, None, frames[-1])
             return
-        for msg in frames:
-            self._process_frame(sess, msg)
         with self._lock:
             if self.session is not sess:
                 return
@@ -490,7 +514,11 @@ class CalibratorNode(Node):
         return _answer(response, True, msg)
 
     def _stop_session(self):
-        """Finish the sweep; returns its final status."""
+        """Finish the sweep (after the frames already received); returns its final status."""
+        deadline = time.monotonic() + 3.0
+        while self.frames and time.monotonic() < deadline and self._detect_thread.is_alive():
+            time.sleep(0.02)
+        time.sleep(0.05)                # the frame being detected
         with self._lock:
             sess = self.session
             res = sess.finish(time.monotonic())
@@ -625,6 +653,9 @@ class CalibratorNode(Node):
         self._publish_status()
 
     def destroy_node(self):
+        self._stop.set()
+        if self._detect_thread.is_alive():
+            self._detect_thread.join(timeout=2.0)
         with self._lock:
             run, self.train_run = self.train_run, None
             sess = self.session

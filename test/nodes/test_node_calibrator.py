@@ -227,7 +227,7 @@ def test_sweep_with_flicker_occlusion_silence_and_camera_stall(ros, tmp_path):
         head.play(6.0, visible=lambda t: flicker.random() > 0.2)    # detector flicker 20 %
         head.play(1.5, visible=lambda t: False)                       # occlusion
         head.play(4.5)
-        head.play(3.0, level=lambda t: 0.0)                           # loudspeaker stops
+        head.play(4.0, level=lambda t: 0.0)                           # loudspeaker stops
         head.play(3.0)
         head.play(3.0, images=False)                                  # camera stall
         head.play(3.0)
