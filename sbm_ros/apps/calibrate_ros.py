@@ -135,7 +135,7 @@ def _demo(model: Optional[str], out: str, rate: float, say, timeout: float) -> D
     if rc != 0 or not os.path.exists(path):
         raise StepFailed(f"the demo failed (exit code {rc}; log {log})")
     with open(path) as fh:
-        s = json.load(fh)
+        s = json.load(fh)["scores"]
     return {"single_mean_error_deg": s.get("single_mean_error_deg"),
             "single_max_error_deg": s.get("single_max_error_deg"),
             "single_within_3deg": s.get("single_within_3deg"), "n_single": s.get("n_single"),
