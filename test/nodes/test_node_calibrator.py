@@ -334,7 +334,7 @@ def test_full_or_unwritable_folder_and_kill_9_lose_nothing(ros, tmp_path):
         assert res.success and f'{rows} samples already there' in res.message, res.message
         chk = check_dataset(str(ds))
         assert chk.ok and chk.rows == rows, chk.summary()
-        head.play(3.0)
+        head.play(6.0)
         res = call(ros, stop)
         assert res.success, res.message
         assert ros.spin_until(lambda: status and status[-1]['state'] == 'stopped', 5)
