@@ -131,6 +131,17 @@ CALIBRATOR_ARGS = [
 ]
 CALIBRATE_ARGS = [a for a in TRAINING_ARGS if a[1] in (CAPTURE, LOCALIZER)] + CALIBRATOR_ARGS
 
+# ROS4HRI (REP 155) output: one argument, the same parameter on both nodes (robot.launch.py,
+# replay.launch.py; demo.launch.py declares its own 'ros4hri' argument for the same two nodes).
+HRI_ARGS = [
+    ('ros4hri', LOCALIZER, 'ros4hri', 'bool',
+     'ROS4HRI output: voices (/humans/voices/...) from sbm_localizer and VOICE-FACE '
+     '/humans/candidate_matches from av_fusion (needs hri_msgs)'),
+    ('ros4hri', FUSION, 'ros4hri', 'bool',
+     'ROS4HRI output: voices (/humans/voices/...) from sbm_localizer and VOICE-FACE '
+     '/humans/candidate_matches from av_fusion (needs hri_msgs)'),
+]
+
 # Environment of every sbm_localizer process (see the module docstring).
 LOCALIZER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
 
@@ -257,8 +268,13 @@ def override_file(config_path, params, name='overrides'):
 
 def declare_param_arguments(specs):
     from launch.actions import DeclareLaunchArgument
-    return [DeclareLaunchArgument(spec[0], default_value=UNSET, description=describe(spec))
-            for spec in specs]
+    out, seen = [], set()
+    for spec in specs:          # an argument that sets several nodes is declared once
+        if spec[0] not in seen:
+            seen.add(spec[0])
+            out.append(DeclareLaunchArgument(spec[0], default_value=UNSET,
+                                             description=describe(spec)))
+    return out
 
 
 def declare_config_arguments(nodes=DEFAULT_CONFIG_NODES):

@@ -116,7 +116,7 @@ def test_argument_tables_name_declared_parameters():
         assert os.path.isfile(os.path.join(CONFIG_DIR, fname)), (arg, fname)
         assert fname == f'{node}.yaml', (arg, fname)
     specs = common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-        + common.FUSION_ARGS + common.CALIBRATOR_ARGS
+        + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS
     for name, node, param, kind, _ in specs:
         assert param in PARAMS[node], f'argument {name}: {node} declares no parameter {param}'
         default = PARAMS[node][param]
@@ -127,7 +127,7 @@ def test_argument_tables_name_declared_parameters():
 
 def test_show_args_prints_yaml_values():
     for spec in common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-            + common.FUSION_ARGS + common.CALIBRATOR_ARGS:
+            + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS:
         text = common.describe(spec)
         assert 'True' not in text and 'False' not in text, text
     assert common.launch_text(False) == 'false' and common.launch_text(True) == 'true'
@@ -368,7 +368,8 @@ def launch_specs(filename):
     if mod == 'calibrate':
         return common.CALIBRATE_ARGS
     if mod == 'robot':
-        return common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS
+        return common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS \
+            + common.HRI_ARGS
     if mod == 'training':
         return common.TRAINING_ARGS + common.FUSION_ARGS
     return None
@@ -497,7 +498,8 @@ def test_launch_wide_parameters_come_from_arguments(filename, monkeypatch):
 @pytest.mark.parametrize('two', ['', 'two.npz'])
 def test_demo_arguments_reach_their_nodes(sim, two, monkeypatch):
     given = {'use_sim_time': sim, 'model_path_two': two, 'model_path': 'one.npz',
-             'rate': '2.5', 'loop': 'false', 'n_sources': '0', 'scenario': 's.yaml'}
+             'rate': '2.5', 'loop': 'false', 'n_sources': '0', 'scenario': 's.yaml',
+             'ros4hri': sim}
     run = Launch('demo.launch.py', given, monkeypatch)
     head = run.node('virtual_head')
     got, from_args = run.effective(head)
@@ -506,6 +508,9 @@ def test_demo_arguments_reach_their_nodes(sim, two, monkeypatch):
     for exe in ('sbm_localizer', 'av_fusion'):
         got, _ = run.effective(run.node(exe))
         assert got.get('use_sim_time') is (sim == 'true'), f'{exe}: use_sim_time'
+    for exe in ('sbm_localizer', 'av_fusion'):       # one argument, both nodes
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri') is (sim == 'true'), f'{exe}: ros4hri'
     got, from_args = run.effective(run.node('sbm_localizer'))
     assert (got['model_path'], got['n_sources']) == ('one.npz', 0)
     assert got.get('model_path_two', '') == two
@@ -527,3 +532,17 @@ def test_every_localizer_runs_one_blas_thread(filename, monkeypatch):
             env = node.kwargs.get('additional_env') or {}
             assert {k: env.get(k) for k in LOCALIZER_ENV} == LOCALIZER_ENV, \
                 f'{filename}: sbm_localizer environment {env}'
+
+
+@pytest.mark.parametrize('filename', ['robot.launch.py', 'replay.launch.py'])
+@pytest.mark.parametrize('value', ['true', 'false'])
+def test_ros4hri_argument_reaches_localizer_and_fusion(filename, value, monkeypatch):
+    run = Launch(filename, {'use_capture': 'true', 'use_av_fusion': 'true', 'ros4hri': value},
+                 monkeypatch)
+    for exe in ('sbm_localizer', 'av_fusion'):
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri') is (value == 'true'), (filename, exe, got.get('ros4hri'))
+    run = Launch(filename, {'use_capture': 'true', 'use_av_fusion': 'true'}, monkeypatch)
+    for exe in ('sbm_localizer', 'av_fusion'):     # not given: the package files' false
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri', False) is False, (filename, exe)

@@ -158,6 +158,15 @@ PARAMS = [
     Param('train_max_iter', 100, 'EM iterations at most for ~/train', positive),
     Param('handoff_timeout', 10.0, 'seconds to wait for the localizer set_parameters service',
           positive),
+    # --- ROS4HRI ------------------------------------------------------------------------------
+    Param('ros4hri', False, 'publish /humans/candidate_matches (hri_msgs/IdsMatch, VOICE <-> '
+          'FACE) for sound estimates that carry a voice id (sbm_localizer with ros4hri) and '
+          'also take ROS4HRI faces (/humans/faces/tracked + /humans/faces/<id>/roi); needs '
+          'hri_msgs (without it: off, with a warning). Read at start.', read_only=True),
+    Param('faces_roi_type', 'normalized', "type of /humans/faces/<id>/roi: 'normalized' "
+          "(hri_msgs/NormalizedRegionOfInterest2D, [0, 1]; ROS 2 Humble/Jazzy hri_msgs 2.x) or "
+          "'pixels' (sensor_msgs/RegionOfInterest; older ROS4HRI face detectors). Read at "
+          "start.", one_of('normalized', 'pixels'), read_only=True),
 ]
 
 
@@ -266,6 +275,21 @@ class AvFusionNode(Node):
         self.create_timer(0.02, self._overlay_tick, callback_group=tg)
         self.create_timer(0.25, self._train_tick, callback_group=tg)
         self.create_timer(5.0, self._watchdog, callback_group=tg)
+        self.hri = None
+        if self.p['ros4hri']:
+            from .hri_faces import HriFaces
+            from .ros4hri import hri_interfaces
+            why = hri_interfaces()
+            if why:
+                self.get_logger().warning(f'ROS4HRI is OFF although ros4hri is true: {why} '
+                                          '(no /humans/candidate_matches, no ROS4HRI faces)')
+            else:
+                self.hri = HriFaces(self, self._on_hri_faces, self.p['faces_roi_type'],
+                                    int(self.p['max_faces']), faces_g,
+                                    warn=lambda k, t: self._warn(k, t, 10.0))
+                self.get_logger().info(
+                    'ROS4HRI on: /humans/candidate_matches (VOICE <-> FACE); faces also from '
+                    f"/humans/faces/tracked + /humans/faces/<id>/roi ({self.p['faces_roi_type']})")
         return rel, img_qos
 
     # ------------------------------------------------------------------ parameters
@@ -352,6 +376,16 @@ class AvFusionNode(Node):
             self.image_dirty = True
         self._wake()
 
+    def _on_hri_faces(self, header, faces: List[Face]):
+        """ROS4HRI faces (ids from /humans/faces/tracked, boxes from their roi) in pixels."""
+        self._note('hri_faces')
+        with self._lock:
+            ci = self.camera_info
+            up = self.fusion.add_faces(_t(header.stamp), header.frame_id, faces,
+                                       self._image_size(),
+                                       ci.header.frame_id if ci is not None else '')
+        self._notify(up.notices)
+
     def _on_faces(self, msg: Detection2DArray):
         self._note('faces')
         t = _t(msg.header.stamp)
@@ -379,13 +413,24 @@ class AvFusionNode(Node):
         self.pub_speaking.publish(out)
 
     def _parse_sounds(self, msg: Detection2DArray):
+        """Sounds of a message; a sound with a ROS4HRI voice (an extra hypothesis
+        'voice:<id>' from sbm_localizer) takes the voice id as its id (in ``self._voice_ids``)."""
+        from .ros_convert import VOICE_CLASS_PREFIX
         out = []
+        self._voice_ids = set()
         for k, d in enumerate(msg.detections):
             cov, conf = None, 1.0
             if d.results:
                 conf = float(d.results[0].hypothesis.score)
                 cov = covariance_from_flat(d.results[0].pose.covariance)
-            s = sound_from_box(str(d.id) or f'source_{k}', float(d.bbox.center.position.x),
+            sid = str(d.id) or f'source_{k}'
+            for r in d.results[1:]:
+                cid = str(r.hypothesis.class_id)
+                if cid.startswith(VOICE_CLASS_PREFIX) and len(cid) > len(VOICE_CLASS_PREFIX):
+                    sid = cid[len(VOICE_CLASS_PREFIX):]
+                    self._voice_ids.add(sid)
+                    break
+            s = sound_from_box(sid, float(d.bbox.center.position.x),
                                float(d.bbox.center.position.y), d.bbox.size_x, d.bbox.size_y,
                                conf, cov)
             if s is None:
@@ -401,6 +446,8 @@ class AvFusionNode(Node):
         with self._lock:
             up = self.fusion.add_sounds(t, msg.header.frame_id, sounds)
         self._notify(up.notices)
+        if self.hri is not None:
+            self.hri.publish_matches(up.matches, self._voice_ids, self.fusion.cfg.gate)
         self.get_logger().debug(SpeakerFusion.summary(t, len(sounds), up))
 
     # ------------------------------------------------------------------ images
