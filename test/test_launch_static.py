@@ -39,7 +39,7 @@ yaml = pytest.importorskip('yaml')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_DIR = os.path.join(ROOT, 'launch')
 CONFIG_DIR = os.path.join(ROOT, 'config')
-NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head')
+NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head', 'sbm_calibrator')
 LAUNCH_FILES = sorted(f for f in os.listdir(LAUNCH_DIR) if f.endswith('.launch.py'))
 BUILTIN_PARAMS = {'use_sim_time'}
 LOCALIZER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
@@ -116,7 +116,7 @@ def test_argument_tables_name_declared_parameters():
         assert os.path.isfile(os.path.join(CONFIG_DIR, fname)), (arg, fname)
         assert fname == f'{node}.yaml', (arg, fname)
     specs = common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-        + common.FUSION_ARGS + common.HRI_ARGS
+        + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS
     for name, node, param, kind, _ in specs:
         assert param in PARAMS[node], f'argument {name}: {node} declares no parameter {param}'
         default = PARAMS[node][param]
@@ -127,7 +127,7 @@ def test_argument_tables_name_declared_parameters():
 
 def test_show_args_prints_yaml_values():
     for spec in common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-            + common.FUSION_ARGS + common.HRI_ARGS:
+            + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS:
         text = common.describe(spec)
         assert 'True' not in text and 'False' not in text, text
     assert common.launch_text(False) == 'false' and common.launch_text(True) == 'true'
@@ -364,7 +364,9 @@ def sample_value(kind, name):
 def launch_specs(filename):
     """Node-parameter argument specs of a launch file built on sbm_launch_common."""
     mod = {'robot.launch.py': 'robot', 'replay.launch.py': 'robot',
-           'training.launch.py': 'training'}.get(filename)
+           'training.launch.py': 'training', 'calibrate.launch.py': 'calibrate'}.get(filename)
+    if mod == 'calibrate':
+        return common.CALIBRATE_ARGS
     if mod == 'robot':
         return common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS \
             + common.HRI_ARGS
@@ -400,7 +402,10 @@ def _user_files(tmp_path, specs, given):
     """*_config files with the package values under the NODE NAME key (which rcl applies after
     every /** entry), one parameter that no argument sets changed; {(node, param): value}."""
     changed = {}
+    started = {n for _, n, _, _, _ in specs}
     for arg, (node, fname) in common.CONFIG_ARGS.items():
+        if node not in started:       # a config argument of a node this launch does not start
+            continue
         with open(os.path.join(CONFIG_DIR, fname)) as fh:
             values = yaml.safe_load(fh)['/**']['ros__parameters']
         by_args = {p for _, n, p, _, _ in specs if n == node}
@@ -431,12 +436,15 @@ def test_given_arguments_beat_a_user_file_with_a_node_name_key(filename, monkeyp
 
 @pytest.mark.parametrize('filename', COMMON_FILES)
 def test_localizer_node_from_the_file_unless_given(filename, monkeypatch, tmp_path):
-    user = tmp_path / 'fusion.yaml'
-    user.write_text('av_fusion:\n  ros__parameters:\n    localizer_node: from_file\n')
+    node = ('sbm_calibrator' if any(n == 'sbm_calibrator' for _, n, _, _, _
+                                    in launch_specs(filename)) else 'av_fusion')
+    cfg_arg = next(a for a, (n, _) in common.CONFIG_ARGS.items() if n == node)
+    user = tmp_path / 'user.yaml'
+    user.write_text(f'{node}:\n  ros__parameters:\n    localizer_node: from_file\n')
     for extra, want in (({}, 'from_file'), ({'localizer_node': 'given'}, 'given')):
-        run = Launch(filename, dict(av_fusion_config=str(user), use_capture='true', **extra),
+        run = Launch(filename, {cfg_arg: str(user), 'use_capture': 'true', **extra},
                      monkeypatch)
-        got, _ = run.effective(run.node('av_fusion'))
+        got, _ = run.effective(run.node(node))
         assert got['localizer_node'] == want, (filename, extra, got['localizer_node'])
 
 

@@ -28,6 +28,9 @@ Models (trained with the scenario's own head: same room, self-noise, sample rate
 They are cached in ``~/.cache/sbm_ros/models`` (``$SBM_CACHE_DIR/models``; ``--models-dir``)
 under a hash of all these settings; ``--retrain`` forces training.
 
+``--model-one FILE`` (and optionally ``--model-two FILE``) runs the scene with given model files
+instead (no training), e.g. a model from a calibration sweep (``tools/dev calibrate``).
+
 The localizer gets ``model_path`` (one source) and, when it declares them, ``model_path_two``
 and ``n_sources: 0`` (automatic one/two-source mode). Otherwise it runs with the one-source
 model only and the demo says so.
@@ -265,6 +268,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--components-two", type=int, default=60, help="K, two sources (60)")
     p.add_argument("--one-source", action="store_true",
                    help="do not train or use a two-source model")
+    p.add_argument("--model-one", default=None, metavar="FILE",
+                   help="one-source model file to localise with instead of the grid model "
+                   "(e.g. from a calibration sweep: tools/dev calibrate); no training")
+    p.add_argument("--model-two", default=None, metavar="FILE",
+                   help="two-source model file for the automatic mode (with --model-one; "
+                   "without it the demo runs with the one-source model only)")
     p.add_argument("--no-video", action="store_true", help="no overlay video")
     p.add_argument("--timeout", type=float, default=None,
                    help="give up after this many seconds of scene publishing (default: scene "
@@ -495,7 +504,8 @@ def _meta(run: _DemoRun) -> Dict:
         "camera": f"{sc.camera_name}: {sc.camera.width}x{sc.camera.height}, "
                   f"{sc.camera.hfov_deg:g}x{sc.camera.vfov_deg:g} deg",
         "room": f"{sc.room}, self-noise SNR {sc.snr_db} dB",
-        "models": run.ts.describe(),
+        "models": run.ts.describe() if not (run.args.model_one or run.args.model_two)
+        else "given on the command line (--model-one / --model-two)",
         "model files": f"{run.m1}" + (f", {run.m2}" if run.m2 else ""),
         "localizer mode": run.mode,
         "rate": f"{args.rate:g}x real time",
@@ -588,6 +598,26 @@ def _say_results(result: Dict, out: str) -> None:
     say(f"estimates: {f['estimates_csv']}")
 
 
+def _given_models(args):
+    """(one-source, two-source or None) from --model-one / --model-two, checked."""
+    from sbm_ros.core.model import SBMModel
+    if not args.model_one:
+        raise ValueError("--model-two needs --model-one")
+    out = []
+    given = (("--model-one", args.model_one, 1), ("--model-two", args.model_two, 2))
+    for flag, path, n in given:
+        if not path:
+            out.append(None)
+            continue
+        path = os.path.abspath(os.path.expanduser(path))
+        m = SBMModel.load(path)
+        if m.n_sources != n:
+            raise ValueError(f"{flag} {path} is a {m.n_sources}-source model")
+        out.append(path)
+    say(f"models given: {out[0]}" + (f", {out[1]}" if out[1] else " (one-source only)"))
+    return out[0], out[1]
+
+
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -602,9 +632,13 @@ def main(argv=None) -> int:
     models_dir = _models_dir(args)
     t_train = time.monotonic()
     try:
-        run.m1, run.m2 = ensure_models(run.sc, run.ts, models_dir, retrain=args.retrain)
+        if args.model_one or args.model_two:
+            run.m1, run.m2 = _given_models(args)
+        else:
+            run.m1, run.m2 = ensure_models(run.sc, run.ts, models_dir, retrain=args.retrain)
     except Exception as exc:  # noqa: BLE001 - training failure ends the demo with a reason
-        print(f"demo: error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        what = "model" if (args.model_one or args.model_two) else "training failed"
+        print(f"demo: error: {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     run.t_train = time.monotonic() - t_train
     _node_params(run)

@@ -31,7 +31,8 @@ held back in the service's queue beyond its depth would be dropped by DDS, unans
 
 The logic is in :mod:`sbm_ros.av`: faces x sounds over time in :mod:`~sbm_ros.av.speakers`,
 the overlay in :mod:`~sbm_ros.av.overlay`, the capture in :mod:`~sbm_ros.av.capture`, the
-training subprocess in :mod:`~sbm_ros.av.training_run`. This node converts messages, holds
+training subprocess in :mod:`~sbm_ros.av.training_run`, the hand-over of the model in
+:mod:`.model_handoff` (shared with ``sbm_calibrator``). This node converts messages, holds
 parameters, services and timers, and logs.
 
 Threading: a SingleThreadedExecutor. Callbacks never block: ``~/capture_sample`` is a coroutine
@@ -73,6 +74,7 @@ from sbm_ros.av.speakers import Notice, SpeakerFusion, sound_from_box
 from sbm_ros.av.training_run import TrainingRun, default_model_path
 from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
+from .model_handoff import ModelHandoff
 
 try:  # capture needs audio_common_msgs; fusion works without it
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
@@ -220,8 +222,6 @@ class AvFusionNode(Node):
         self._waiter: Optional[Future] = None      # awaited by ~/capture_sample
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.train_run: Optional[TrainingRun] = None
-        self.handoff_client = None
-        self.handoff_name = ''
         self._detector = None
         self._detector_key = None
 
@@ -270,6 +270,7 @@ class AvFusionNode(Node):
                             qos_profile=stream_qos('reliable', 100),
                             callback_group=self.capture_group)
         tg = self.timer_group
+        self.handoff = ModelHandoff(self, tg, lambda text, error: self._status(text, error))
         self.create_service(Trigger, '~/train', self._srv_train, callback_group=tg)
         self.create_timer(0.02, self._overlay_tick, callback_group=tg)
         self.create_timer(0.25, self._train_tick, callback_group=tg)
@@ -715,7 +716,11 @@ class AvFusionNode(Node):
 
     # ------------------------------------------------------------------ training
     def _status(self, text, error=False):
-        (self.get_logger().error if error else self.get_logger().info)(text)
+        # one call site per severity: rclpy refuses two severities from the same line
+        if error:
+            self.get_logger().error(text)
+        else:
+            self.get_logger().info(text)
         self.pub_status.publish(String(data=text))
 
     def _srv_train(self, request, response):
@@ -758,53 +763,7 @@ class AvFusionNode(Node):
         self._handoff(res.model, time.monotonic())
 
     def _handoff(self, path, t0):
-        name = str(self.p['localizer_node']).strip().rstrip('/')
-        if not name:
-            self._status(f'model {path} ready; localizer_node is empty, not handed over')
-            return
-        srv = f'{name}/set_parameters'
-        from rcl_interfaces.srv import SetParameters
-        if self.handoff_client is None or self.handoff_name != srv:
-            if self.handoff_client is not None:
-                self.destroy_client(self.handoff_client)
-            self.handoff_client = self.create_client(SetParameters, srv,
-                                                     callback_group=self.timer_group)
-            self.handoff_name = srv
-        cli = self.handoff_client
-        full = self.resolve_service_name(srv)
-        target = full[:-len('/set_parameters')]
-        if not cli.service_is_ready():
-            if time.monotonic() - t0 > self.p['handoff_timeout']:
-                self._status(f"localizer service {full!r} not available after "
-                             f"{self.p['handoff_timeout']} s: set model_path:={path} by hand",
-                             error=True)
-                return
-            timer = None
-
-            def retry():
-                self.destroy_timer(timer)
-                self._handoff(path, t0)
-            timer = self.create_timer(0.5, retry, callback_group=self.timer_group)
-            return
-        from rclpy.parameter import Parameter
-        req = SetParameters.Request(
-            parameters=[Parameter('model_path', Parameter.Type.STRING, path)
-                        .to_parameter_msg()])
-        fut = cli.call_async(req)   # never waited on: the result arrives in the callback
-
-        def done(f):
-            try:
-                res = f.result().results[0]
-            except Exception as exc:
-                self._status(f'setting model_path on {target} failed: {exc}',
-                             error=True)
-                return
-            if res.successful:
-                self._status(f'model handed to {target}: model_path={path}')
-            else:
-                self._status(f'{target} refused model_path={path}: {res.reason}',
-                             error=True)
-        fut.add_done_callback(done)
+        self.handoff.send(path, self.p['localizer_node'], self.p['handoff_timeout'], t0=t0)
 
     def destroy_node(self):
         with self._lock:
