@@ -10,8 +10,14 @@
 4. writes to ``--out`` (default ``out/demo/``): ``overlay.mp4`` (the ``overlay`` topic), a few
    PNG frames in ``frames/``, ``directions.png`` (estimated vs true directions over time),
    ``summary.md`` (per utterance: who, language, true and estimated direction, error, who was
-   marked speaking; totals), ``estimates.csv``, ``sound_sources.jsonl``, ``scores.json`` and the
-   node logs in ``logs/``.
+   marked speaking; totals; the ROS4HRI voices: the voice id that carried each utterance,
+   voice-id switches per person, whether the VOICE<->FACE candidate match names the talker's
+   face), ``estimates.csv``, ``sound_sources.jsonl``, ``candidate_matches.jsonl``,
+   ``scores.json`` and the node logs in ``logs/``.
+
+The nodes run with ``ros4hri: true`` (voices, ``/humans/candidate_matches``) when ``hri_msgs``
+and ``tf2_msgs`` can be imported and the localizer declares the parameter; otherwise (or with
+``--no-ros4hri``) the demo runs without and says that ROS4HRI is off.
 
 Exit code 0 when the run completed (whatever the scores), 1 when a node died or nothing arrived,
 2 for a bad command line or scenario.
@@ -275,6 +281,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="two-source model file for the automatic mode (with --model-one; "
                    "without it the demo runs with the one-source model only)")
     p.add_argument("--no-video", action="store_true", help="no overlay video")
+    p.add_argument("--no-ros4hri", action="store_true",
+                   help="run the nodes without their ROS4HRI output (voices, candidate matches)")
     p.add_argument("--timeout", type=float, default=None,
                    help="give up after this many seconds of scene publishing (default: scene "
                         "duration / rate + 60)")
@@ -309,6 +317,8 @@ class _DemoRun:
     m1: str = ""
     m2: Optional[str] = None
     mode: str = ""
+    ros4hri: bool = False
+    ros4hri_note: str = ""
     notes: List[str] = field(default_factory=list)
     loc_p: Dict = field(default_factory=dict)
     fus_p: Dict = field(default_factory=dict)
@@ -320,7 +330,8 @@ def _clear_outputs(out: str) -> None:
     """Removes what an earlier run wrote to ``out`` (other files stay)."""
     if os.path.isdir(out):
         for name in ("overlay.mp4", "frames", "directions.png", "summary.md", "scores.json",
-                     "estimates.csv", "sound_sources.jsonl", "logs", "overlay_frames"):
+                     "estimates.csv", "sound_sources.jsonl", "candidate_matches.jsonl", "logs",
+                     "overlay_frames"):
             p = os.path.join(out, name)
             shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (
                 os.path.exists(p) and os.remove(p))
@@ -373,9 +384,22 @@ def _models_dir(args) -> str:
     return str(cache_dir() / "models")
 
 
+def ros4hri_missing(lparams: List[str]) -> str:
+    """Why the ROS4HRI output cannot run here ('' = it can): hri_msgs / tf2_msgs missing, or a
+    localizer without the ``ros4hri`` parameter."""
+    if "ros4hri" not in lparams:
+        return "sbm_localizer does not declare the ros4hri parameter"
+    try:
+        from sbm_ros.nodes.ros4hri import hri_interfaces
+        return hri_interfaces() or ""
+    except Exception as exc:  # noqa: BLE001 - e.g. rclpy missing: the node start will say so
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _node_params(run: _DemoRun) -> None:
     """The localizer's parameters and mode (automatic one/two sources when it declares
-    ``model_path_two``) and av_fusion's, with the command line's extras."""
+    ``model_path_two``), the ROS4HRI output when it can run, and av_fusion's, with the command
+    line's extras."""
     lparams = localizer_params()
     run.loc_p = {"model_path": run.m1}
     auto = run.m2 is not None and "model_path_two" in lparams
@@ -390,9 +414,20 @@ def _node_params(run: _DemoRun) -> None:
                              "one-source model only (overlapping speech is localised as one "
                              "source)")
             say("NOTE: " + run.notes[-1])
+    why = "--no-ros4hri" if run.args.no_ros4hri else ros4hri_missing(lparams)
+    run.ros4hri = not why
+    if run.ros4hri:
+        run.loc_p["ros4hri"] = True
+        run.ros4hri_note = ("on: voices (/humans/voices/...) from sbm_localizer, "
+                            "/humans/candidate_matches from av_fusion")
+    else:
+        run.ros4hri_note = f"off ({why}): no voice ids, no candidate matches"
+    say(f"ROS4HRI {run.ros4hri_note}")
     run.loc_p.update(_extra(run.args.localizer_param))
     # images are ~1 MB: best-effort delivery of such large samples loses many over UDP
     run.fus_p = {"overlay_rate": 0.0, "image_reliability": "reliable"}
+    if run.ros4hri:
+        run.fus_p["ros4hri"] = True
     run.fus_p.update(_extra(run.args.fusion_param))
 
 
@@ -508,6 +543,7 @@ def _meta(run: _DemoRun) -> Dict:
         else "given on the command line (--model-one / --model-two)",
         "model files": f"{run.m1}" + (f", {run.m2}" if run.m2 else ""),
         "localizer mode": run.mode,
+        "ROS4HRI": run.ros4hri_note,
         "rate": f"{args.rate:g}x real time",
         "faces": "ground truth + noise (jitter 2.5 px, size 5 %), not a face detector",
         "timings": f"training/cache {run.t_train:.1f} s, run {run.t_run:.1f} s, total "
@@ -547,7 +583,7 @@ def _record(run: _DemoRun):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("sbm_demo_recorder", context=ctx)
-    rec = Recorder(node, run.out, video=not run.args.no_video, log=say)
+    rec = Recorder(node, run.out, video=not run.args.no_video, log=say, ros4hri=run.ros4hri)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     stop_spin, spinner = _spin_in_background(ex)
@@ -579,17 +615,27 @@ def _record(run: _DemoRun):
 def _say_results(result: Dict, out: str) -> None:
     s = result["scores"]
     f = result["files"]
+    v = s.get("voices") or {}
+    vrows = {r["index"]: r for r in v.get("utterances", [])} if v.get("ros4hri") else {}
     say("results:")
     for r in s["utterances"]:
         err = "   —  " if r["error_deg"] is None else f"{r['error_deg']:5.2f}°"
         ok = 'ok' if r['speaking_correct'] else 'WRONG'
+        vr = vrows.get(r["index"])
+        vo = ""
+        if vr is not None:
+            vo = (f"  voice {vr['voice'] or '—':4s} match {vr['match_face'] or '—'}"
+                  f"{'' if vr['match_correct'] else ' (WRONG)'}")
         say(f"  #{r['index']} {r['who']:9s} {r['mode'][:22]:22s} error {err}  marked "
-            f"{', '.join(r['marked']) or 'nobody':18s} {ok}")
+            f"{', '.join(r['marked']) or 'nobody':18s} {ok}{vo}")
     mx = s['single_max_error_deg']
     say(f"one talker: {s['single_within_3deg']}/{s['n_single']} within 3° (max "
         f"{'—' if mx is None else round(mx, 2)}°); "
         f"speaking face correct {s['speaking_correct']}/{s['n_utterances']} "
         f"({100 * s['speaking_accuracy']:.0f} %)")
+    from .recorder import voices_totals_text
+    for line in voices_totals_text(v):
+        say(line)
     say(f"summary:   {f['summary']}")
     say(f"video:     {f.get('video', '(none)')}")
     say(f"frames:    {', '.join(os.path.basename(p) for p in f['frames'])} in "

@@ -51,6 +51,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -414,7 +415,8 @@ class AvFusionNode(Node):
 
     def _parse_sounds(self, msg: Detection2DArray):
         """Sounds of a message; a sound with a ROS4HRI voice (an extra hypothesis
-        'voice:<id>' from sbm_localizer) takes the voice id as its id (in ``self._voice_ids``)."""
+        'voice:<id>' from sbm_localizer) takes the voice id as its id (in ``self._voice_ids``)
+        and as its ``voice``, which the overlay writes next to the cross."""
         from .ros_convert import VOICE_CLASS_PREFIX
         out = []
         self._voice_ids = set()
@@ -424,10 +426,11 @@ class AvFusionNode(Node):
                 conf = float(d.results[0].hypothesis.score)
                 cov = covariance_from_flat(d.results[0].pose.covariance)
             sid = str(d.id) or f'source_{k}'
+            voice = ''
             for r in d.results[1:]:
                 cid = str(r.hypothesis.class_id)
                 if cid.startswith(VOICE_CLASS_PREFIX) and len(cid) > len(VOICE_CLASS_PREFIX):
-                    sid = cid[len(VOICE_CLASS_PREFIX):]
+                    sid = voice = cid[len(VOICE_CLASS_PREFIX):]
                     self._voice_ids.add(sid)
                     break
             s = sound_from_box(sid, float(d.bbox.center.position.x),
@@ -436,7 +439,7 @@ class AvFusionNode(Node):
             if s is None:
                 self._warn('sound_nan', "'sound_sources': non-finite position ignored", 10.0)
                 continue
-            out.append(s)
+            out.append(replace(s, voice=voice) if voice else s)
         return out
 
     def _on_sounds(self, msg: Detection2DArray):
