@@ -94,7 +94,8 @@ class TrainSettings:
 def model_key(sc, ts: TrainSettings) -> str:
     d = {"settings": asdict(ts), "room": sc.room, "snr_db": sc.snr_db,
          "sample_rate": sc.sample_rate, "camera": sc.camera.to_json_dict(),
-         "version": 2}   # 2: models carry frame_var (automatic source count)
+         "version": 3}   # 2: models carry frame_var (automatic source count); 3: the
+    # two-source model carries its covariance factor (cov_scale)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
