@@ -47,6 +47,7 @@ setup(
             'sbm_localizer = sbm_ros.nodes.sbm_localizer:main',
             'av_fusion = sbm_ros.nodes.av_fusion:main',
             'virtual_head = sbm_ros.nodes.virtual_head:main',
+            'sbm_calibrator = sbm_ros.nodes.sbm_calibrator:main',
             'sbm-bag = sbm_ros.apps.bag_offline:main',
             'sbm-soak = sbm_ros.apps.soak:main',
         ],

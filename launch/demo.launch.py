@@ -97,6 +97,10 @@ def generate_launch_description():
                               description='face detections (vision_msgs/Detection2DArray)'),
         DeclareLaunchArgument('overlay_topic', default_value='overlay',
                               description='image with faces and sound estimates'),
+        DeclareLaunchArgument('ros4hri', default_value='false',
+                              description='ROS4HRI (REP 155) output: voices from sbm_localizer '
+                              '(/humans/voices/...), VOICE-FACE /humans/candidate_matches from '
+                              'av_fusion (needs hri_msgs)'),
     ]
     lc = LaunchConfiguration
     audio_remaps = [('audio/audio_stamped', lc('audio_topic')),
@@ -118,8 +122,10 @@ def generate_launch_description():
              'use_sim_time': False}],
         remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic'))])
 
+    hri = ParameterValue(lc('ros4hri'), value_type=bool)
     localizer_params = {'model_path': lc('model_path'),
-                        'n_sources': ParameterValue(lc('n_sources'), value_type=int)}
+                        'n_sources': ParameterValue(lc('n_sources'), value_type=int),
+                        'ros4hri': hri}
     localizer = Node(
         package='sbm_ros', executable='sbm_localizer', name='sbm_localizer', output='screen',
         parameters=[localizer_params], remappings=audio_remaps + cam_remaps,
@@ -132,7 +138,7 @@ def generate_launch_description():
         condition=IfCondition(two))
     fusion = Node(
         package='sbm_ros', executable='av_fusion', name='av_fusion', output='screen',
-        parameters=[{'overlay_rate': 0.0, 'image_reliability': 'reliable'}],
+        parameters=[{'overlay_rate': 0.0, 'image_reliability': 'reliable', 'ros4hri': hri}],
         remappings=audio_remaps + cam_remaps + [('faces', lc('faces_topic')),
                                                 ('overlay', lc('overlay_topic'))])
     rqt = Node(package='rqt_image_view', executable='rqt_image_view', name='overlay_view',

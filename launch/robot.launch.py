@@ -52,7 +52,8 @@ ARGUMENTS = [
     ('speaking_faces_topic', 'speaking_faces', 'faces with speaking scores (Detection2DArray)'),
     ('overlay_topic', 'overlay', 'image with faces and sound estimates'),
 ]
-PARAM_ARGUMENTS = common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS
+PARAM_ARGUMENTS = (common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS
+                   + common.HRI_ARGS)
 
 
 def _nodes(context):

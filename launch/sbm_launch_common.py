@@ -4,12 +4,12 @@ Not a launch file itself (``ros2 launch`` lists only ``*.launch.py``). The table
 data, importable without the launch stack: ``test/test_launch_static.py`` checks them against the
 nodes' declared parameters and the config files in CI, where ``launch`` is not installed.
 
-Precedence (robot.launch.py, training.launch.py, replay.launch.py): a node reads its
-``*_config`` parameter file first; a launch argument that is GIVEN on the command line wins over
-the file; an argument that is not given (its default is the empty string) leaves the file's
-value. That holds whatever top-level key the file uses (``/**``, ``binaural_capture``, ...): the
-given arguments are written to a second parameter file under ``/**`` and under each of the
-first file's own keys, so an exact node-name key in a user's file cannot silently beat them.
+Precedence (robot.launch.py, training.launch.py, replay.launch.py, calibrate.launch.py): a node
+reads its ``*_config`` parameter file first; a launch argument that is GIVEN on the command line
+wins over the file; an argument that is not given (its default is the empty string) leaves the
+file's value. That holds whatever top-level key the file uses (``/**``, ``binaural_capture``,
+...): the given arguments are written to a second parameter file under ``/**`` and under each of
+the first file's own keys, so an exact node-name key in a user's file cannot silently beat them.
 No parameter is forced: what is not given comes from the file (``localizer_node`` of av_fusion
 too). The second files live in one temporary folder per launch, removed when ``ros2 launch``
 exits (after its nodes: a node that is still starting can always read its file).
@@ -30,13 +30,17 @@ CAPTURE = 'binaural_capture'
 LOCALIZER = 'sbm_localizer'
 FUSION = 'av_fusion'
 HEAD = 'virtual_head'
+CALIBRATOR = 'sbm_calibrator'
 
 # config argument -> (node, package config file)
 CONFIG_ARGS = {
     'capture_config': (CAPTURE, 'binaural_capture.yaml'),
     'localizer_config': (LOCALIZER, 'sbm_localizer.yaml'),
     'av_fusion_config': (FUSION, 'av_fusion.yaml'),
+    'calibrator_config': (CALIBRATOR, 'sbm_calibrator.yaml'),
 }
+# the config arguments robot / training / replay declare (calibrate.launch.py: its own nodes)
+DEFAULT_CONFIG_NODES = (CAPTURE, LOCALIZER, FUSION)
 
 # Node-parameter arguments: (launch argument, node, parameter, type, description).
 # type: 'str', 'int', 'float', 'bool' or 'int_list' (a YAML list such as '[0, 1]').
@@ -103,6 +107,39 @@ TRAINING_ARGS = [
 FUSION_ARGS = [
     ('localizer_node', FUSION, 'localizer_node', 'str',
      'node whose model_path ~/train sets (the localizer of this launch is sbm_localizer)'),
+]
+
+# calibrate.launch.py: sbm_calibrator's arguments
+CALIBRATOR_ARGS = [
+    ('dataset_dir', CALIBRATOR, 'dataset_dir', 'str',
+     'dataset folder the sweep appends to (sbm-train format)'),
+    ('tolerance', CALIBRATOR, 'tolerance', 'float',
+     'marker motion tolerance of a segment (tolerance_unit, degrees by default)'),
+    ('min_duration_s', CALIBRATOR, 'min_duration_s', 'float', 'shortest accepted segment (s)'),
+    ('coverage_complete', CALIBRATOR, 'coverage_complete', 'float',
+     'fraction of covered grid cells that completes the sweep'),
+    ('marker_dictionary', CALIBRATOR, 'marker_dictionary', 'str',
+     'OpenCV ArUco dictionary of the loudspeaker marker'),
+    ('marker_id', CALIBRATOR, 'marker_id', 'int', 'ArUco id of the loudspeaker marker'),
+    ('image_reliability', CALIBRATOR, 'image_reliability', 'str',
+     "QoS reliability of the image subscription ('reliable' or 'best_effort')"),
+    ('train_on_stop', CALIBRATOR, 'train_on_stop', 'bool', 'train when ~/stop_sweep ends a sweep'),
+    ('train_components', CALIBRATOR, 'train_components', 'int',
+     'GLLiM components for ~/train (0 = automatic)'),
+    ('localizer_node', CALIBRATOR, 'localizer_node', 'str',
+     'node whose model_path ~/train sets (the localizer of this launch is sbm_localizer)'),
+]
+CALIBRATE_ARGS = [a for a in TRAINING_ARGS if a[1] in (CAPTURE, LOCALIZER)] + CALIBRATOR_ARGS
+
+# ROS4HRI (REP 155) output: one argument, the same parameter on both nodes (robot.launch.py,
+# replay.launch.py; demo.launch.py declares its own 'ros4hri' argument for the same two nodes).
+HRI_ARGS = [
+    ('ros4hri', LOCALIZER, 'ros4hri', 'bool',
+     'ROS4HRI output: voices (/humans/voices/...) from sbm_localizer and VOICE-FACE '
+     '/humans/candidate_matches from av_fusion (needs hri_msgs)'),
+    ('ros4hri', FUSION, 'ros4hri', 'bool',
+     'ROS4HRI output: voices (/humans/voices/...) from sbm_localizer and VOICE-FACE '
+     '/humans/candidate_matches from av_fusion (needs hri_msgs)'),
 ]
 
 # Environment of every sbm_localizer process (see the module docstring).
@@ -231,11 +268,16 @@ def override_file(config_path, params, name='overrides'):
 
 def declare_param_arguments(specs):
     from launch.actions import DeclareLaunchArgument
-    return [DeclareLaunchArgument(spec[0], default_value=UNSET, description=describe(spec))
-            for spec in specs]
+    out, seen = [], set()
+    for spec in specs:          # an argument that sets several nodes is declared once
+        if spec[0] not in seen:
+            seen.add(spec[0])
+            out.append(DeclareLaunchArgument(spec[0], default_value=UNSET,
+                                             description=describe(spec)))
+    return out
 
 
-def declare_config_arguments():
+def declare_config_arguments(nodes=DEFAULT_CONFIG_NODES):
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import PathJoinSubstitution
     from launch_ros.substitutions import FindPackageShare
@@ -243,7 +285,7 @@ def declare_config_arguments():
         arg, default_value=PathJoinSubstitution([FindPackageShare('sbm_ros'), 'config', fname]),
         description=f'{node} parameter file; the node-parameter arguments that are given '
         'override it, the others leave its values')
-        for arg, (node, fname) in CONFIG_ARGS.items()]
+        for arg, (node, fname) in CONFIG_ARGS.items() if node in nodes]
 
 
 def configured_node(context, specs, node, **node_kwargs):

@@ -39,7 +39,7 @@ yaml = pytest.importorskip('yaml')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_DIR = os.path.join(ROOT, 'launch')
 CONFIG_DIR = os.path.join(ROOT, 'config')
-NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head')
+NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head', 'sbm_calibrator')
 LAUNCH_FILES = sorted(f for f in os.listdir(LAUNCH_DIR) if f.endswith('.launch.py'))
 BUILTIN_PARAMS = {'use_sim_time'}
 LOCALIZER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
@@ -116,7 +116,7 @@ def test_argument_tables_name_declared_parameters():
         assert os.path.isfile(os.path.join(CONFIG_DIR, fname)), (arg, fname)
         assert fname == f'{node}.yaml', (arg, fname)
     specs = common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-        + common.FUSION_ARGS
+        + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS
     for name, node, param, kind, _ in specs:
         assert param in PARAMS[node], f'argument {name}: {node} declares no parameter {param}'
         default = PARAMS[node][param]
@@ -127,7 +127,7 @@ def test_argument_tables_name_declared_parameters():
 
 def test_show_args_prints_yaml_values():
     for spec in common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.TRAINING_ARGS \
-            + common.FUSION_ARGS:
+            + common.FUSION_ARGS + common.CALIBRATOR_ARGS + common.HRI_ARGS:
         text = common.describe(spec)
         assert 'True' not in text and 'False' not in text, text
     assert common.launch_text(False) == 'false' and common.launch_text(True) == 'true'
@@ -364,9 +364,12 @@ def sample_value(kind, name):
 def launch_specs(filename):
     """Node-parameter argument specs of a launch file built on sbm_launch_common."""
     mod = {'robot.launch.py': 'robot', 'replay.launch.py': 'robot',
-           'training.launch.py': 'training'}.get(filename)
+           'training.launch.py': 'training', 'calibrate.launch.py': 'calibrate'}.get(filename)
+    if mod == 'calibrate':
+        return common.CALIBRATE_ARGS
     if mod == 'robot':
-        return common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS
+        return common.CAPTURE_ARGS + common.LOCALIZER_ARGS + common.FUSION_ARGS \
+            + common.HRI_ARGS
     if mod == 'training':
         return common.TRAINING_ARGS + common.FUSION_ARGS
     return None
@@ -399,7 +402,10 @@ def _user_files(tmp_path, specs, given):
     """*_config files with the package values under the NODE NAME key (which rcl applies after
     every /** entry), one parameter that no argument sets changed; {(node, param): value}."""
     changed = {}
+    started = {n for _, n, _, _, _ in specs}
     for arg, (node, fname) in common.CONFIG_ARGS.items():
+        if node not in started:       # a config argument of a node this launch does not start
+            continue
         with open(os.path.join(CONFIG_DIR, fname)) as fh:
             values = yaml.safe_load(fh)['/**']['ros__parameters']
         by_args = {p for _, n, p, _, _ in specs if n == node}
@@ -430,12 +436,15 @@ def test_given_arguments_beat_a_user_file_with_a_node_name_key(filename, monkeyp
 
 @pytest.mark.parametrize('filename', COMMON_FILES)
 def test_localizer_node_from_the_file_unless_given(filename, monkeypatch, tmp_path):
-    user = tmp_path / 'fusion.yaml'
-    user.write_text('av_fusion:\n  ros__parameters:\n    localizer_node: from_file\n')
+    node = ('sbm_calibrator' if any(n == 'sbm_calibrator' for _, n, _, _, _
+                                    in launch_specs(filename)) else 'av_fusion')
+    cfg_arg = next(a for a, (n, _) in common.CONFIG_ARGS.items() if n == node)
+    user = tmp_path / 'user.yaml'
+    user.write_text(f'{node}:\n  ros__parameters:\n    localizer_node: from_file\n')
     for extra, want in (({}, 'from_file'), ({'localizer_node': 'given'}, 'given')):
-        run = Launch(filename, dict(av_fusion_config=str(user), use_capture='true', **extra),
+        run = Launch(filename, {cfg_arg: str(user), 'use_capture': 'true', **extra},
                      monkeypatch)
-        got, _ = run.effective(run.node('av_fusion'))
+        got, _ = run.effective(run.node(node))
         assert got['localizer_node'] == want, (filename, extra, got['localizer_node'])
 
 
@@ -489,7 +498,8 @@ def test_launch_wide_parameters_come_from_arguments(filename, monkeypatch):
 @pytest.mark.parametrize('two', ['', 'two.npz'])
 def test_demo_arguments_reach_their_nodes(sim, two, monkeypatch):
     given = {'use_sim_time': sim, 'model_path_two': two, 'model_path': 'one.npz',
-             'rate': '2.5', 'loop': 'false', 'n_sources': '0', 'scenario': 's.yaml'}
+             'rate': '2.5', 'loop': 'false', 'n_sources': '0', 'scenario': 's.yaml',
+             'ros4hri': sim}
     run = Launch('demo.launch.py', given, monkeypatch)
     head = run.node('virtual_head')
     got, from_args = run.effective(head)
@@ -498,6 +508,9 @@ def test_demo_arguments_reach_their_nodes(sim, two, monkeypatch):
     for exe in ('sbm_localizer', 'av_fusion'):
         got, _ = run.effective(run.node(exe))
         assert got.get('use_sim_time') is (sim == 'true'), f'{exe}: use_sim_time'
+    for exe in ('sbm_localizer', 'av_fusion'):       # one argument, both nodes
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri') is (sim == 'true'), f'{exe}: ros4hri'
     got, from_args = run.effective(run.node('sbm_localizer'))
     assert (got['model_path'], got['n_sources']) == ('one.npz', 0)
     assert got.get('model_path_two', '') == two
@@ -519,3 +532,17 @@ def test_every_localizer_runs_one_blas_thread(filename, monkeypatch):
             env = node.kwargs.get('additional_env') or {}
             assert {k: env.get(k) for k in LOCALIZER_ENV} == LOCALIZER_ENV, \
                 f'{filename}: sbm_localizer environment {env}'
+
+
+@pytest.mark.parametrize('filename', ['robot.launch.py', 'replay.launch.py'])
+@pytest.mark.parametrize('value', ['true', 'false'])
+def test_ros4hri_argument_reaches_localizer_and_fusion(filename, value, monkeypatch):
+    run = Launch(filename, {'use_capture': 'true', 'use_av_fusion': 'true', 'ros4hri': value},
+                 monkeypatch)
+    for exe in ('sbm_localizer', 'av_fusion'):
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri') is (value == 'true'), (filename, exe, got.get('ros4hri'))
+    run = Launch(filename, {'use_capture': 'true', 'use_av_fusion': 'true'}, monkeypatch)
+    for exe in ('sbm_localizer', 'av_fusion'):     # not given: the package files' false
+        got, _ = run.effective(run.node(exe))
+        assert got.get('ros4hri', False) is False, (filename, exe)

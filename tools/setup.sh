@@ -7,12 +7,14 @@
 #      the package's Python deps, pytest.      stamp: .venv/.sbm-stamp (hash of requirements)
 #   3. `pip install -e .` of the checkout (when setup.py exists).
 #                                               stamp: .venv/.sbm-stamp-editable
-#   4. DEVELOPMENT-ONLY interface overlay: audio_common_msgs and vision_msgs are not on the
-#      package registries.  Their .msg files live in tools/dev_interfaces/<pkg>/msg/; package.xml
-#      and CMakeLists.txt are generated into .dev/src/<pkg>/ and colcon builds them into
-#      .dev/install (merged prefix).  Nothing of this is ever installed with sbm_ros itself; a
-#      robot uses the real ros-<distro>-audio-common-msgs / -vision-msgs.  tools/COLCON_IGNORE
-#      keeps colcon on a robot from discovering tools/.    stamp: .dev/install/.sbm-stamp
+#   4. DEVELOPMENT-ONLY interface overlay: audio_common_msgs, vision_msgs, hri_msgs (ROS4HRI)
+#      and tf2_msgs are not on the package registries.  Their .msg files live in
+#      tools/dev_interfaces/<pkg>/msg/; package.xml and CMakeLists.txt are generated into
+#      .dev/src/<pkg>/ and colcon builds them into .dev/install (merged prefix).  Nothing of
+#      this is ever installed with sbm_ros itself; a robot uses the real
+#      ros-<distro>-audio-common-msgs / -vision-msgs / -hri-msgs / -tf2-msgs.
+#      tools/COLCON_IGNORE keeps colcon on a robot from discovering tools/.
+#                                               stamp: .dev/install/.sbm-stamp
 #   5. .dev/env.sh, to be sourced by a shell (tools/dev does that for you).
 #
 # Findings (verified on Debian 12 / Python 3.11, Jazzy wheels, 2026-11):
@@ -297,7 +299,7 @@ generate_interface_pkg() {
 IFACE_HASH="$( { echo "gen=$GEN_VERSION req=$REQ_HASH";
                  cd "$IFACE_SRC" && find . -name '*.msg' | LC_ALL=C sort | xargs sha256sum; } | hash_stdin)"
 if [[ "$(cat "$DEV/install/.sbm-stamp" 2>/dev/null || true)" != "$IFACE_HASH" ]]; then
-    log "building development-only interfaces (audio_common_msgs, vision_msgs) into .dev/install"
+    log "building development-only interfaces ($(cd "$IFACE_SRC" && ls -d */ | tr -d / | xargs)) into .dev/install"
     DID_WORK=1
     t="$(now)"
     fix_wheel_cmake_paths

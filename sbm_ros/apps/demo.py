@@ -10,8 +10,14 @@
 4. writes to ``--out`` (default ``out/demo/``): ``overlay.mp4`` (the ``overlay`` topic), a few
    PNG frames in ``frames/``, ``directions.png`` (estimated vs true directions over time),
    ``summary.md`` (per utterance: who, language, true and estimated direction, error, who was
-   marked speaking; totals), ``estimates.csv``, ``sound_sources.jsonl``, ``scores.json`` and the
-   node logs in ``logs/``.
+   marked speaking; totals; the ROS4HRI voices: the voice id that carried each utterance,
+   voice-id switches per person, whether the VOICE<->FACE candidate match names the talker's
+   face), ``estimates.csv``, ``sound_sources.jsonl``, ``candidate_matches.jsonl``,
+   ``scores.json`` and the node logs in ``logs/``.
+
+The nodes run with ``ros4hri: true`` (voices, ``/humans/candidate_matches``) when ``hri_msgs``
+and ``tf2_msgs`` can be imported and the localizer declares the parameter; otherwise (or with
+``--no-ros4hri``) the demo runs without and says that ROS4HRI is off.
 
 Exit code 0 when the run completed (whatever the scores), 1 when a node died or nothing arrived,
 2 for a bad command line or scenario.
@@ -27,6 +33,9 @@ Models (trained with the scenario's own head: same room, self-noise, sample rate
 
 They are cached in ``~/.cache/sbm_ros/models`` (``$SBM_CACHE_DIR/models``; ``--models-dir``)
 under a hash of all these settings; ``--retrain`` forces training.
+
+``--model-one FILE`` (and optionally ``--model-two FILE``) runs the scene with given model files
+instead (no training), e.g. a model from a calibration sweep (``tools/dev calibrate``).
 
 The localizer gets ``model_path`` (one source) and, when it declares them, ``model_path_two``
 and ``n_sources: 0`` (automatic one/two-source mode). Otherwise it runs with the one-source
@@ -85,7 +94,8 @@ class TrainSettings:
 def model_key(sc, ts: TrainSettings) -> str:
     d = {"settings": asdict(ts), "room": sc.room, "snr_db": sc.snr_db,
          "sample_rate": sc.sample_rate, "camera": sc.camera.to_json_dict(),
-         "version": 2}   # 2: models carry frame_var (automatic source count)
+         "version": 3}   # 2: models carry frame_var (automatic source count); 3: the
+    # two-source model carries its covariance factor (cov_scale)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -265,7 +275,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--components-two", type=int, default=60, help="K, two sources (60)")
     p.add_argument("--one-source", action="store_true",
                    help="do not train or use a two-source model")
+    p.add_argument("--model-one", default=None, metavar="FILE",
+                   help="one-source model file to localise with instead of the grid model "
+                   "(e.g. from a calibration sweep: tools/dev calibrate); no training")
+    p.add_argument("--model-two", default=None, metavar="FILE",
+                   help="two-source model file for the automatic mode (with --model-one; "
+                   "without it the demo runs with the one-source model only)")
     p.add_argument("--no-video", action="store_true", help="no overlay video")
+    p.add_argument("--no-ros4hri", action="store_true",
+                   help="run the nodes without their ROS4HRI output (voices, candidate matches)")
     p.add_argument("--timeout", type=float, default=None,
                    help="give up after this many seconds of scene publishing (default: scene "
                         "duration / rate + 60)")
@@ -300,6 +318,8 @@ class _DemoRun:
     m1: str = ""
     m2: Optional[str] = None
     mode: str = ""
+    ros4hri: bool = False
+    ros4hri_note: str = ""
     notes: List[str] = field(default_factory=list)
     loc_p: Dict = field(default_factory=dict)
     fus_p: Dict = field(default_factory=dict)
@@ -311,7 +331,8 @@ def _clear_outputs(out: str) -> None:
     """Removes what an earlier run wrote to ``out`` (other files stay)."""
     if os.path.isdir(out):
         for name in ("overlay.mp4", "frames", "directions.png", "summary.md", "scores.json",
-                     "estimates.csv", "sound_sources.jsonl", "logs", "overlay_frames"):
+                     "estimates.csv", "sound_sources.jsonl", "candidate_matches.jsonl", "logs",
+                     "overlay_frames"):
             p = os.path.join(out, name)
             shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (
                 os.path.exists(p) and os.remove(p))
@@ -364,9 +385,22 @@ def _models_dir(args) -> str:
     return str(cache_dir() / "models")
 
 
+def ros4hri_missing(lparams: List[str]) -> str:
+    """Why the ROS4HRI output cannot run here ('' = it can): hri_msgs / tf2_msgs missing, or a
+    localizer without the ``ros4hri`` parameter."""
+    if "ros4hri" not in lparams:
+        return "sbm_localizer does not declare the ros4hri parameter"
+    try:
+        from sbm_ros.nodes.ros4hri import hri_interfaces
+        return hri_interfaces() or ""
+    except Exception as exc:  # noqa: BLE001 - e.g. rclpy missing: the node start will say so
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _node_params(run: _DemoRun) -> None:
     """The localizer's parameters and mode (automatic one/two sources when it declares
-    ``model_path_two``) and av_fusion's, with the command line's extras."""
+    ``model_path_two``), the ROS4HRI output when it can run, and av_fusion's, with the command
+    line's extras."""
     lparams = localizer_params()
     run.loc_p = {"model_path": run.m1}
     auto = run.m2 is not None and "model_path_two" in lparams
@@ -381,9 +415,20 @@ def _node_params(run: _DemoRun) -> None:
                              "one-source model only (overlapping speech is localised as one "
                              "source)")
             say("NOTE: " + run.notes[-1])
+    why = "--no-ros4hri" if run.args.no_ros4hri else ros4hri_missing(lparams)
+    run.ros4hri = not why
+    if run.ros4hri:
+        run.loc_p["ros4hri"] = True
+        run.ros4hri_note = ("on: voices (/humans/voices/...) from sbm_localizer, "
+                            "/humans/candidate_matches from av_fusion")
+    else:
+        run.ros4hri_note = f"off ({why}): no voice ids, no candidate matches"
+    say(f"ROS4HRI {run.ros4hri_note}")
     run.loc_p.update(_extra(run.args.localizer_param))
     # images are ~1 MB: best-effort delivery of such large samples loses many over UDP
     run.fus_p = {"overlay_rate": 0.0, "image_reliability": "reliable"}
+    if run.ros4hri:
+        run.fus_p["ros4hri"] = True
     run.fus_p.update(_extra(run.args.fusion_param))
 
 
@@ -495,9 +540,11 @@ def _meta(run: _DemoRun) -> Dict:
         "camera": f"{sc.camera_name}: {sc.camera.width}x{sc.camera.height}, "
                   f"{sc.camera.hfov_deg:g}x{sc.camera.vfov_deg:g} deg",
         "room": f"{sc.room}, self-noise SNR {sc.snr_db} dB",
-        "models": run.ts.describe(),
+        "models": run.ts.describe() if not (run.args.model_one or run.args.model_two)
+        else "given on the command line (--model-one / --model-two)",
         "model files": f"{run.m1}" + (f", {run.m2}" if run.m2 else ""),
         "localizer mode": run.mode,
+        "ROS4HRI": run.ros4hri_note,
         "rate": f"{args.rate:g}x real time",
         "faces": "ground truth + noise (jitter 2.5 px, size 5 %), not a face detector",
         "timings": f"training/cache {run.t_train:.1f} s, run {run.t_run:.1f} s, total "
@@ -537,7 +584,7 @@ def _record(run: _DemoRun):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("sbm_demo_recorder", context=ctx)
-    rec = Recorder(node, run.out, video=not run.args.no_video, log=say)
+    rec = Recorder(node, run.out, video=not run.args.no_video, log=say, ros4hri=run.ros4hri)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     stop_spin, spinner = _spin_in_background(ex)
@@ -569,23 +616,53 @@ def _record(run: _DemoRun):
 def _say_results(result: Dict, out: str) -> None:
     s = result["scores"]
     f = result["files"]
+    v = s.get("voices") or {}
+    vrows = {r["index"]: r for r in v.get("utterances", [])} if v.get("ros4hri") else {}
     say("results:")
     for r in s["utterances"]:
         err = "   —  " if r["error_deg"] is None else f"{r['error_deg']:5.2f}°"
         ok = 'ok' if r['speaking_correct'] else 'WRONG'
+        vr = vrows.get(r["index"])
+        vo = ""
+        if vr is not None:
+            vo = (f"  voice {vr['voice'] or '—':4s} match {vr['match_face'] or '—'}"
+                  f"{'' if vr['match_correct'] else ' (WRONG)'}")
         say(f"  #{r['index']} {r['who']:9s} {r['mode'][:22]:22s} error {err}  marked "
-            f"{', '.join(r['marked']) or 'nobody':18s} {ok}")
+            f"{', '.join(r['marked']) or 'nobody':18s} {ok}{vo}")
     mx = s['single_max_error_deg']
     say(f"one talker: {s['single_within_3deg']}/{s['n_single']} within 3° (max "
         f"{'—' if mx is None else round(mx, 2)}°); "
         f"speaking face correct {s['speaking_correct']}/{s['n_utterances']} "
         f"({100 * s['speaking_accuracy']:.0f} %)")
+    from .recorder import voices_totals_text
+    for line in voices_totals_text(v):
+        say(line)
     say(f"summary:   {f['summary']}")
     say(f"video:     {f.get('video', '(none)')}")
     say(f"frames:    {', '.join(os.path.basename(p) for p in f['frames'])} in "
         f"{os.path.join(out, 'frames')}")
     say(f"plot:      {f['plot']}")
     say(f"estimates: {f['estimates_csv']}")
+
+
+def _given_models(args):
+    """(one-source, two-source or None) from --model-one / --model-two, checked."""
+    from sbm_ros.core.model import SBMModel
+    if not args.model_one:
+        raise ValueError("--model-two needs --model-one")
+    out = []
+    given = (("--model-one", args.model_one, 1), ("--model-two", args.model_two, 2))
+    for flag, path, n in given:
+        if not path:
+            out.append(None)
+            continue
+        path = os.path.abspath(os.path.expanduser(path))
+        m = SBMModel.load(path)
+        if m.n_sources != n:
+            raise ValueError(f"{flag} {path} is a {m.n_sources}-source model")
+        out.append(path)
+    say(f"models given: {out[0]}" + (f", {out[1]}" if out[1] else " (one-source only)"))
+    return out[0], out[1]
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -602,9 +679,13 @@ def main(argv=None) -> int:
     models_dir = _models_dir(args)
     t_train = time.monotonic()
     try:
-        run.m1, run.m2 = ensure_models(run.sc, run.ts, models_dir, retrain=args.retrain)
+        if args.model_one or args.model_two:
+            run.m1, run.m2 = _given_models(args)
+        else:
+            run.m1, run.m2 = ensure_models(run.sc, run.ts, models_dir, retrain=args.retrain)
     except Exception as exc:  # noqa: BLE001 - training failure ends the demo with a reason
-        print(f"demo: error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        what = "model" if (args.model_one or args.model_two) else "training failed"
+        print(f"demo: error: {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     run.t_train = time.monotonic() - t_train
     _node_params(run)

@@ -15,7 +15,7 @@ import importlib
 import re
 import sys
 
-NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head')
+NODES = ('binaural_capture', 'sbm_localizer', 'av_fusion', 'virtual_head', 'sbm_calibrator')
 
 
 def _type_name(v) -> str:

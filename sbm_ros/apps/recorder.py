@@ -4,7 +4,8 @@
 ``av_fusion``), ``sound_sources`` (vision_msgs/Detection2DArray, pixels) and ``sound_directions``
 (geometry_msgs/PoseArray) from ``sbm_localizer``, ``speaking_faces`` (av_fusion) and, from
 ``virtual_head``, ``ground_truth/sound_sources`` and the latched ``virtual_head/scenario``
-(ground truth of every utterance and ``t0_ns``, the stamp of scene time 0). Overlay frames go
+(ground truth of every utterance and ``t0_ns``, the stamp of scene time 0) and, with
+``ros4hri``, ``/humans/candidate_matches`` (hri_msgs/IdsMatch). Overlay frames go
 straight into an ffmpeg process (H.264 MP4, placed on the scene-time grid by their stamps; a
 missing frame repeats the previous one); without ffmpeg they are written as a PNG sequence (with
 a warning). :meth:`Recorder.finish` writes everything and returns the scores.
@@ -22,6 +23,22 @@ Scoring (:func:`score`), per utterance of person p over [start, end] (scene seco
   counts as **correct** when p is among them and nobody who is silent throughout
   [start - 1 s, end] is (people who spoke up to 1 s before may still be marked: the speaking
   score decays with av_fusion's 1 s release).
+
+ROS4HRI voices (:func:`score_voices`; when ``sbm_localizer`` runs with ``ros4hri``, each source of
+``sound_sources`` fed to a voice carries the hypothesis ``voice:<id>``, and ``av_fusion``
+publishes ``/humans/candidate_matches``):
+
+* **Voice of an utterance**: each estimate whose window ends in [start, end + 0.3 s] is given
+  to the nearest person talking then, if within ``LABEL_DEG`` (8°) of him (as ``sbm-bench
+  --only voices`` does); the utterance's voice is the most frequent voice id among its
+  talker's estimates (its share of them is reported).
+* **Voice-id switches** per person: a change of voice between consecutive utterances of a
+  person that have a voice, unless he was silent for longer than the voice death timeout (8 s;
+  then a new id is expected: a re-appearance). Each person should keep one id: 0 switches.
+* **VOICE↔FACE match** of an utterance: ``hri_msgs/IdsMatch`` has no stamp, so a match is
+  dated by the latest ``sound_sources`` message (received here) that carried its voice; among
+  the matches of the utterance's voice dated in [start, end + 0.3 s], the one with the highest
+  confidence must name the talker's face.
 
 ``python -m sbm_ros.apps.recorder --ros-args -p out_dir:=DIR`` runs it as a node (writes on
 Ctrl-C).
@@ -41,11 +58,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["Recorder", "VideoWriter", "score", "write_summary", "plot_directions"]
+__all__ = ["Recorder", "VideoWriter", "score", "score_voices", "write_summary",
+           "plot_directions"]
 
 TAIL_S = 0.3          # reverberation tail counted after an utterance's end
 ONSET_S = 0.4         # speaking marks are scored from this long after an utterance starts
 RELEASE_S = 1.0       # a talker may still be marked this long after his utterance
+LABEL_DEG = 8.0       # an estimate within this of a talker is his (voice scoring)
+DEATH_TIMEOUT_S = 8.0  # sbm_localizer's voice_death_timeout_s default: a new id is expected
 
 
 # ----------------------------------------------------------------------------- video
@@ -286,6 +306,87 @@ def score(info: Dict, directions: List, speaking: List, window_one: float = 0.72
     return _score_totals(info, rows, speaking)
 
 
+# ----------------------------------------------------------------------------- voices
+def _talker_of(info: Dict, t: float, az: float, el: float) -> Optional[int]:
+    """Index of the utterance whose talker (talking at ``t``, tail included) is nearest to the
+    direction, within LABEL_DEG; None when nobody talking is that close."""
+    best, idx = LABEL_DEG, None
+    for u in info["utterances"]:
+        if u["start_s"] <= t <= u["end_s"] + TAIL_S:
+            d = _ang((az, el), (u["azimuth_deg"], u["elevation_deg"]))
+            if d <= best:
+                best, idx = d, u["index"]
+    return idx
+
+
+def _voice_switches(rows: List[Dict], death_timeout_s: float):
+    """{person: {"ids": [voice ids in order], "switches": n, "reappearances": n}}."""
+    out = {}
+    for name in dict.fromkeys(r["who"] for r in rows):
+        seq = [r for r in rows if r["who"] == name and r["voice"] is not None]
+        ids = list(dict.fromkeys(r["voice"] for r in seq))
+        sw = re = 0
+        for a, b in zip(seq, seq[1:]):
+            if a["voice"] != b["voice"]:
+                if b["start_s"] - a["end_s"] > death_timeout_s:
+                    re += 1
+                else:
+                    sw += 1
+        out[name] = {"ids": ids, "switches": sw, "reappearances": re}
+    return out
+
+
+def _best_match(matches: List, voice: str, s: float, e: float):
+    """(face id, confidence, number) of the best-confidence match of ``voice`` in [s, e]."""
+    sel = [(c, f) for t, v, f, c in matches if v == voice and s <= t <= e]
+    if not sel:
+        return None, None, 0
+    c, f = max(sel, key=lambda x: x[0])
+    return f, float(c), len(sel)
+
+
+def score_voices(info: Dict, estimates: List, matches: List, ros4hri: bool = True,
+                 death_timeout_s: float = DEATH_TIMEOUT_S) -> Dict:
+    """Voice ids and VOICE<->FACE matches per utterance (see the module docstring).
+
+    ``estimates``: [(scene time s, [(az, el, voice id or None), ...])];
+    ``matches``: [(scene time s, voice id, face id, confidence)].
+    Returns ``{"ros4hri", "utterances": [{index, who, voice, voice_share, voice_votes,
+    match_face, match_confidence, n_matches, match_correct}], "persons": {...},
+    "voice_switches", "voice_found", "match_correct", "match_accuracy", "n_utterances",
+    "n_matches"}``.
+    """
+    utts = info["utterances"]
+    votes: Dict[int, Dict[str, int]] = {u["index"]: {} for u in utts}
+    for t, srcs in estimates:
+        for az, el, vid in srcs:
+            if not vid:
+                continue
+            k = _talker_of(info, t, az, el)
+            if k is not None:
+                votes[k][vid] = votes[k].get(vid, 0) + 1
+    rows = []
+    for u in utts:
+        v = votes[u["index"]]
+        vid = max(v, key=lambda k: v[k]) if v else None
+        row = {"index": u["index"], "who": u["who"], "start_s": u["start_s"],
+               "end_s": u["end_s"], "voice": vid, "voice_votes": v,
+               "voice_share": (v[vid] / sum(v.values())) if vid else None}
+        face, conf, n = (None, None, 0) if vid is None else \
+            _best_match(matches, vid, u["start_s"], u["end_s"] + TAIL_S)
+        row.update(match_face=face, match_confidence=conf, n_matches=n,
+                   match_correct=face is not None and face == u["who"])
+        rows.append(row)
+    persons = _voice_switches(rows, death_timeout_s)
+    n = len(rows)
+    ok = sum(1 for r in rows if r["match_correct"])
+    return {"ros4hri": bool(ros4hri), "utterances": rows, "persons": persons,
+            "voice_switches": sum(p["switches"] for p in persons.values()),
+            "voice_found": sum(1 for r in rows if r["voice"] is not None),
+            "match_correct": ok, "match_accuracy": ok / n if n else 0.0, "n_utterances": n,
+            "n_matches": len(matches)}
+
+
 # ----------------------------------------------------------------------------- outputs
 def plot_directions(path: str, info: Dict, directions: List, speaking: List) -> str:
     """Estimated vs true azimuth / elevation over time and the speaking marks (PNG)."""
@@ -339,6 +440,39 @@ def _f(v, fmt="{:+.1f}"):
     return "—" if v is None else fmt.format(v)
 
 
+def voices_totals_text(v: Dict) -> List[str]:
+    """The voice totals as lines of text (summary and terminal)."""
+    if not v or not v.get("ros4hri"):
+        return ["ROS4HRI off: no voice ids, no VOICE↔FACE matches"]
+    ids = "; ".join(f"{n} {', '.join(p['ids']) or '—'} ({p['switches']} switch"
+                    f"{'' if p['switches'] == 1 else 'es'}"
+                    + (f", {p['reappearances']} re-appearance(s)" if p["reappearances"] else "")
+                    + ")" for n, p in v["persons"].items())
+    return [f"voice ids: {ids}; {v['voice_switches']} id switch(es) in total, "
+            f"{v['voice_found']}/{v['n_utterances']} utterances carried by a voice",
+            f"VOICE↔FACE match names the talker's face: {v['match_correct']}/"
+            f"{v['n_utterances']} utterances ({100 * v['match_accuracy']:.0f} %), "
+            f"{v['n_matches']} candidate matches recorded"]
+
+
+def _voices_summary(v: Optional[Dict]) -> List[str]:
+    L = ["## Voices (ROS4HRI)\n"]
+    if v and v.get("ros4hri"):
+        L.append("| # | who | voice (share of his estimates) | best VOICE↔FACE match "
+                 "(confidence, matches) | correct |")
+        L.append("|---|---|---|---|---|")
+        for r in v["utterances"]:
+            vo = "—" if r["voice"] is None else f"{r['voice']} ({100 * r['voice_share']:.0f} %)"
+            m = "—" if r["match_face"] is None else \
+                f"{r['match_face']} ({r['match_confidence']:.2f}, {r['n_matches']})"
+            L.append(f"| {r['index']} | {r['who']} | {vo} | {m} | "
+                     f"{'yes' if r['match_correct'] else 'NO'} |")
+        L.append("")
+    L += [f"- {x}" for x in voices_totals_text(v)]
+    L.append("")
+    return L
+
+
 def write_summary(path: str, info: Dict, scores: Dict, meta: Dict) -> str:
     """The Markdown summary of a run."""
     L = []
@@ -375,7 +509,8 @@ def write_summary(path: str, info: Dict, scores: Dict, meta: Dict) -> str:
         L.append("- silent people marked speaking: " + ", ".join(
             f"{n} {100 * v:.1f} % of the frames" for n, v in s["silent_marked_fraction"].items()))
     L.append("")
-    L.append("Scoring rules: see the docstring of `sbm_ros/recorder.py` (direction error = "
+    L += _voices_summary(scores.get("voices"))
+    L.append("Scoring rules: see the docstring of `sbm_ros/apps/recorder.py` (direction error = "
              "median of the estimates whose window lies inside the utterance; 'marked' = marked "
              "speaking in at least half of the frames from 0.4 s after the start to the end).")
     with open(path, "w", encoding="utf-8") as fh:
@@ -383,12 +518,26 @@ def write_summary(path: str, info: Dict, scores: Dict, meta: Dict) -> str:
     return path
 
 
+def _with_voices(D: List, dirs: List, srcs: List) -> List:
+    """[(scene time, [(az, el, voice id or None)])]: the directions with the voice ids of the
+    ``sound_sources`` message of the same stamp (same sources in the same order; a message whose
+    source count differs gets no voice ids)."""
+    by_stamp = {s: [x[4] for x in ss] for s, ss in srcs}
+    out = []
+    for (t, d), (s, _) in zip(D, dirs):
+        vs = by_stamp.get(s)
+        if vs is None or len(vs) != len(d):
+            vs = [None] * len(d)
+        out.append((t, [(az, el, v) for (az, el), v in zip(d, vs)]))
+    return out
+
+
 # ----------------------------------------------------------------------------- recorder
 class Recorder:
     """Subscriptions + buffers of a demo run (see the module docstring)."""
 
     def __init__(self, node, out_dir: str, video: bool = True, scenario_topic: str =
-                 "virtual_head/scenario", log=None):
+                 "virtual_head/scenario", log=None, ros4hri: bool = False):
         from geometry_msgs.msg import PoseArray
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
@@ -405,6 +554,9 @@ class Recorder:
         self.sources: List = []           # (stamp_ns, [(id, u, v, conf)])
         self.speaking: List = []          # (stamp_ns, {id: bool})
         self.truth: List = []             # (stamp_ns, [names])
+        self.matches: List = []           # (stamp_ns of the voice's estimate, voice, face, conf)
+        self._voice_stamp: Dict[str, int] = {}   # voice id -> stamp of its latest estimate
+        self.ros4hri = bool(ros4hri)
         self.n_overlay = 0
         self.want_video = video
         self.video: Optional[VideoWriter] = None
@@ -417,6 +569,11 @@ class Recorder:
         node.create_subscription(Detection2DArray, "ground_truth/sound_sources", self._on_truth,
                                  rel)
         node.create_subscription(String, scenario_topic, self._on_info, latched_qos())
+        if self.ros4hri:
+            from hri_msgs.msg import IdsMatch
+            from sbm_ros.nodes.hri_faces import MATCHES_TOPIC
+            self._IdsMatch = IdsMatch
+            node.create_subscription(IdsMatch, MATCHES_TOPIC, self._on_match, rel)
 
     # -- callbacks
     def _on_info(self, msg):
@@ -494,10 +651,37 @@ class Recorder:
 
     def _on_sources(self, msg):
         from sbm_ros.nodes.common import stamp_to_ns
-        ss = [(d.id, d.bbox.center.position.x, d.bbox.center.position.y,
-               d.results[0].hypothesis.score if d.results else 1.0) for d in msg.detections]
+        from sbm_ros.nodes.ros_convert import VOICE_CLASS_PREFIX
+        n = len(VOICE_CLASS_PREFIX)
+        ss = []
+        for d in msg.detections:
+            voice = next((str(r.hypothesis.class_id)[n:] for r in d.results[1:]
+                          if str(r.hypothesis.class_id).startswith(VOICE_CLASS_PREFIX)), None)
+            ss.append((d.id, d.bbox.center.position.x, d.bbox.center.position.y,
+                       d.results[0].hypothesis.score if d.results else 1.0, voice or None))
+        st = stamp_to_ns(msg.header.stamp)
         with self.lock:
-            self.sources.append((stamp_to_ns(msg.header.stamp), ss))
+            self.sources.append((st, ss))
+            for x in ss:
+                if x[4]:
+                    self._voice_stamp[x[4]] = st
+
+    def _on_match(self, msg):
+        """A VOICE<->FACE candidate match, dated by its voice's latest estimate (IdsMatch has
+        no stamp); other kinds of match are ignored."""
+        M = self._IdsMatch
+        if msg.id1_type == M.VOICE and msg.id2_type == M.FACE:
+            voice, face = msg.id1, msg.id2
+        elif msg.id1_type == M.FACE and msg.id2_type == M.VOICE:
+            voice, face = msg.id2, msg.id1
+        else:
+            return
+        with self.lock:
+            st = self._voice_stamp.get(voice)
+            if st is None and self.sources:
+                st = self.sources[-1][0]
+            if st is not None:
+                self.matches.append((st, voice, face, float(msg.confidence)))
 
     def _on_speaking(self, msg):
         from sbm_ros.nodes.common import stamp_to_ns
@@ -533,6 +717,7 @@ class Recorder:
             video, self.video = self.video, None
             snaps = dict(self.snapshots)
             dirs, srcs, spk = list(self.directions), list(self.sources), list(self.speaking)
+            matches = list(self.matches)
         files = {}
         if info is None:
             raise RuntimeError("no scenario information received from virtual_head "
@@ -554,6 +739,9 @@ class Recorder:
         D = [((s - t0) / 1e9, d) for s, d in dirs]
         S = [((s - t0) / 1e9, d) for s, d in spk]
         sc = score(info, D, S, window_one, window_two)
+        sc["voices"] = score_voices(info, _with_voices(D, dirs, srcs),
+                                    [((s - t0) / 1e9, v, f, c) for s, v, f, c in matches],
+                                    ros4hri=self.ros4hri)
         files["plot"] = plot_directions(os.path.join(self.out_dir, "directions.png"), info, D, S)
         with open(os.path.join(self.out_dir, "estimates.csv"), "w") as fh:
             fh.write("scene_time_s,stamp_ns,n_sources,source,azimuth_deg,elevation_deg\n")
@@ -564,9 +752,15 @@ class Recorder:
         with open(os.path.join(self.out_dir, "sound_sources.jsonl"), "w") as fh:
             for s, ss in srcs:
                 fh.write(json.dumps({"scene_time_s": round((s - t0) / 1e9, 4), "sources": [
-                    {"id": i, "u": round(u, 2), "v": round(v, 2), "confidence": round(c, 4)}
-                    for i, u, v, c in ss]}) + "\n")
+                    {"id": i, "u": round(u, 2), "v": round(v, 2), "confidence": round(c, 4),
+                     "voice": vo} for i, u, v, c, vo in ss]}) + "\n")
         files["sources_jsonl"] = os.path.join(self.out_dir, "sound_sources.jsonl")
+        if self.ros4hri:
+            with open(os.path.join(self.out_dir, "candidate_matches.jsonl"), "w") as fh:
+                for st, v, f, c in matches:
+                    fh.write(json.dumps({"scene_time_s": round((st - t0) / 1e9, 4), "voice": v,
+                                         "face": f, "confidence": round(c, 4)}) + "\n")
+            files["matches_jsonl"] = os.path.join(self.out_dir, "candidate_matches.jsonl")
         with open(os.path.join(self.out_dir, "scores.json"), "w") as fh:
             json.dump({"scenario": info, "scores": sc, "meta": meta or {}}, fh, indent=1,
                       default=str)
@@ -585,8 +779,10 @@ def main(args=None) -> int:
     node = rclpy.create_node("sbm_recorder")
     p = declare_parameters(node, [
         Param("out_dir", "out/demo", "Output folder of the recording.", read_only=True),
-        Param("video", True, "Write the overlay video.", read_only=True)])
-    rec = Recorder(node, p["out_dir"], video=p["video"])
+        Param("video", True, "Write the overlay video.", read_only=True),
+        Param("ros4hri", False, "Also record /humans/candidate_matches (needs hri_msgs) and "
+              "score the voices.", read_only=True)])
+    rec = Recorder(node, p["out_dir"], video=p["video"], ros4hri=p["ros4hri"])
     node.get_logger().info(f"recording into {rec.out_dir} (Ctrl-C writes the outputs)")
     try:
         rclpy.spin(node)

@@ -72,13 +72,15 @@ class Face:
 
 @dataclass(frozen=True)
 class Sound:
-    """A sound-source estimate in pixels: mean (u, v), covariance (2, 2) px^2, confidence."""
+    """A sound-source estimate in pixels: mean (u, v), covariance (2, 2) px^2, confidence;
+    ``voice``: the ROS4HRI voice id that carried it ('' = none), shown on the overlay."""
 
     id: str
     u: float
     v: float
     cov: np.ndarray = field(default_factory=lambda: np.eye(2), compare=False)
     confidence: float = 1.0
+    voice: str = ''
 
     @property
     def mean(self) -> np.ndarray:

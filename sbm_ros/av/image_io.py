@@ -227,7 +227,8 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
     and the ``n_sigma`` uncertainty ellipse) onto a copy of a BGR uint8 image.
 
     ``faces``: objects with ``id, u, v, w, h`` (see :class:`sbm_ros.av.fusion.Face`);
-    ``sounds``: objects with ``u, v, cov`` (2x2 px^2) and ``confidence``;
+    ``sounds``: objects with ``u, v, cov`` (2x2 px^2), ``confidence`` and optionally ``voice``
+    (a ROS4HRI voice id: the label reads e.g. ``v3 0.87``);
     ``scores``: {face id: speaking score}; ``speaking``: set of face ids drawn as speaking;
     ``mouth``: optional list of (u, v) mouth points drawn as small dots.
 
@@ -269,7 +270,7 @@ def draw_overlay(bgr: np.ndarray, faces: Iterable = (), sounds: Iterable = (),
 
 def _draw_sound(cv2, img, s, u: int, v: int, n_sigma: float, lim: int, thick: int) -> None:
     """A sound estimate at integer pixel (u, v): its uncertainty ellipse (when the covariance
-    is finite), a cross and its confidence."""
+    is finite), a cross and its label: the voice id (when it has one) and the confidence."""
     try:
         a, b, ang = ellipse_axes(s.cov, n_sigma)
     except (ValueError, np.linalg.LinAlgError):
@@ -281,6 +282,10 @@ def _draw_sound(cv2, img, s, u: int, v: int, n_sigma: float, lim: int, thick: in
     cv2.line(img, (u - r, v), (u + r, v), COLOR_SOUND, thick)
     cv2.line(img, (u, v - r), (u, v + r), COLOR_SOUND, thick)
     conf = getattr(s, 'confidence', None)
+    parts = [str(getattr(s, 'voice', '') or '')]
     if conf is not None and np.isfinite(conf):
-        cv2.putText(img, f'{conf:.2f}', (u + r, v - r), cv2.FONT_HERSHEY_SIMPLEX,
+        parts.append(f'{conf:.2f}')
+    label = ' '.join(p for p in parts if p)
+    if label:
+        cv2.putText(img, label, (u + r, v - r), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4 * thick, COLOR_SOUND, thick, cv2.LINE_AA)

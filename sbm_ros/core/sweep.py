@@ -66,6 +66,11 @@ __all__ = ["REASONS", "SweepParams", "SweepSample", "SweepSegmenter", "CoverageG
 #: Reasons a stretch of the recording is rejected (keys of :attr:`SweepSegmenter.rejected`).
 REASONS = ("marker_lost", "too_fast", "too_short", "too_quiet", "clipped", "audio_missing")
 
+#: Slack of the min-duration and tolerance comparisons: frame stamps are sums of floats (1.5 - 1.1
+#: is 0.39999999999999997), and a stretch that meets a limit exactly must not be rejected.
+_EPS_S = 1e-6
+_EPS_REL = 1e-9
+
 
 @dataclass(frozen=True)
 class SweepParams:
@@ -267,7 +272,7 @@ class SweepSegmenter:
             cur = None
         self._lost_counted = False
         if cur is not None:
-            if cur.spread_with(np.asarray(p)) > self.params.tolerance:
+            if cur.spread_with(np.asarray(p)) > self.params.tolerance * (1.0 + _EPS_REL):
                 self._close(cur, "too_fast")
                 cur = None
             elif stamp - cur.t0 > self.params.max_duration_s:
@@ -292,7 +297,7 @@ class SweepSegmenter:
     def _close(self, st: _Stretch, why: Optional[str]) -> None:
         """A stretch ended; ``why``: what ended it ("too_fast", "marker_lost", "too_short" or
         None for max_duration)."""
-        if st.t1 - st.t0 >= self.params.min_duration_s:
+        if st.t1 - st.t0 >= self.params.min_duration_s - _EPS_S:
             self._pending.append(st)
             self._fast_run = False
             return

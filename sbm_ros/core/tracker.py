@@ -48,6 +48,16 @@ The model (all parameters in :class:`TrackerParams`):
   ``min_separation_deg`` of a confirmed voice (the spurious second source of a one-talker
   window): such a detection starts no track, and a tentative track that comes that close to a
   confirmed voice (or to one confirmed at the same update) is dropped.
+* **Reclaim**: a tentative track due for confirmation continues, instead, the nearest confirmed
+  voice within ``reclaim_deg`` that was not fed at this update but was fed within the last
+  ``reclaim_within_s`` (the voice takes the track's state; no new id). The talker's estimates
+  have jumped away from his voice (a two-source estimate's first windows, the window mixing two
+  talkers' turns as they cross, an elevation error) and the voice was pulled or left behind:
+  without this, he would get a new id. The price: somebody new who starts talking within
+  ``reclaim_deg`` of a voice heard in the last ``reclaim_within_s`` takes over that voice's id.
+  ``sbm-bench --only voices`` (webrtc3, demo models): id switches on the crossing scene 4 -> 2,
+  unchanged (0) on the demo, return and noises scenes; with the quick models the demo scene's
+  switch (a new id for Beatrice as the first overlap begins) goes away too.
 * **Death**: a confirmed voice not fed by a speech detection for ``death_timeout_s`` dies; a
   talker who comes back after that gets a new id (a person manager re-identifies voices).
 * **is_speaking**: rises at the first speech detection assigned to the voice (with its
@@ -99,6 +109,9 @@ class TrackerParams:
     speaking_hold_s: float = 0.25       # is_speaking falls this long after the last detection
     speech_threshold: float = 0.5       # speech >= this: the window may feed voices
     reset_backward_s: float = 1.0       # a stamp this far back resets the tracker
+    reclaim_deg: float = 12.0           # a track due for birth this close to a voice not fed
+    #                                     now continues that voice instead (0 = off) ...
+    reclaim_within_s: float = 3.0       # ... if that voice was fed this recently
     id_prefix: str = "v"
 
     def __post_init__(self):
@@ -108,7 +121,8 @@ class TrackerParams:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"TrackerParams.{name} must be a finite number > 0, got {v!r}")
-        for name in ("cov_scale", "accel_std", "init_speed_std", "speaking_hold_s"):
+        for name in ("cov_scale", "accel_std", "init_speed_std", "speaking_hold_s",
+                     "reclaim_deg", "reclaim_within_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"TrackerParams.{name} must be a finite number >= 0, got {v!r}")
@@ -366,6 +380,14 @@ class VoiceTracker:
                 continue
             trk.hits = [h for h in trk.hits if stamp - h <= p.birth_window_s]
             if len(trk.hits) >= p.birth_hits:
+                old = self._reclaimer(trk, confirmed, stamp)
+                if old is not None:
+                    old.x, old.P, old.t = trk.x.copy(), trk.P.copy(), trk.t
+                    old.last, old.n = stamp, old.n + len(trk.hits)
+                    old.conf, old.pixel = trk.conf, trk.pixel
+                    dropped.append(trk)
+                    assignments[j] = old.id
+                    continue
                 trk.id = f"{p.id_prefix}{self._next_id}"
                 self._next_id += 1
                 born.append(trk.id)
@@ -385,6 +407,19 @@ class VoiceTracker:
                 assignments[j] = trk.id
             self._tracks.append(trk)
         return born
+
+    def _reclaimer(self, trk: _Track, confirmed, stamp: float) -> Optional[_Track]:
+        """The confirmed voice, not fed at ``stamp``, nearest to ``trk`` within
+        ``reclaim_deg`` (None: none, or reclaiming off)."""
+        lim = self.params.reclaim_deg
+        best, out = lim, None
+        for t in confirmed:
+            if t.last >= stamp or stamp - t.last > self.params.reclaim_within_s:
+                continue
+            d = float(np.hypot(*(trk.x[:2] - t.x[:2])))
+            if d <= best:
+                best, out = d, t
+        return out
 
     def _near(self, z, confirmed) -> bool:
         lim = self.params.min_separation_deg

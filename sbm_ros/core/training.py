@@ -101,12 +101,14 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
     it caps K with :func:`auto_components`.
 
     Two sources: K = 100 by default, capped at half the number of distinct position pairs
-    (with a message); an explicit K above the number of distinct pairs is refused.
+    (with a message); an explicit K above the number of distinct pairs is refused. With
+    ``calibrate`` the model stores ``cov_scale`` measured on fresh mixtures of the recordings
+    (:func:`.calibration.two_source_cov_scale`).
     Every model stores the recorded field (``info["field"]``: bounding box and margin per
     target dimension) so the localiser can mark estimates outside it.
     """
     from .calibration import CalibrationError, check_positions, fit_one_source, \
-        frame_correlation
+        frame_correlation, two_source_cov_scale
     from .dataset import (DatasetError, frame_variance, load_recordings,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
@@ -198,6 +200,12 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
         say(f"fitting K={K}")
         gllim = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed,
                       verbose=verbose).fit(X, Y)
+        if n_sources == 2 and calibrate:
+            cs, cs95 = two_source_cov_scale(gllim, recs, targets, cfg, seed=seed + 1,
+                                            level_std_db=level_std_db)
+            say(f"covariance factor {cs:.1f} (measured on fresh two-source mixtures of the "
+                f"recorded positions)")
+            extra = {"cov_scale": cs, "cov_scale_q95": cs95}
     model = SBMModel.from_gllim(gllim, cfg, n_sources=n_sources, dims_per_source=len(names),
                                 target_space=ds.units, camera=ds.camera, n_train=X.shape[0],
                                 frame_var=frame_var,

@@ -31,7 +31,8 @@ held back in the service's queue beyond its depth would be dropped by DDS, unans
 
 The logic is in :mod:`sbm_ros.av`: faces x sounds over time in :mod:`~sbm_ros.av.speakers`,
 the overlay in :mod:`~sbm_ros.av.overlay`, the capture in :mod:`~sbm_ros.av.capture`, the
-training subprocess in :mod:`~sbm_ros.av.training_run`. This node converts messages, holds
+training subprocess in :mod:`~sbm_ros.av.training_run`, the hand-over of the model in
+:mod:`.model_handoff` (shared with ``sbm_calibrator``). This node converts messages, holds
 parameters, services and timers, and logs.
 
 Threading: a SingleThreadedExecutor. Callbacks never block: ``~/capture_sample`` is a coroutine
@@ -50,6 +51,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -73,6 +75,7 @@ from sbm_ros.av.speakers import Notice, SpeakerFusion, sound_from_box
 from sbm_ros.av.training_run import TrainingRun, default_model_path
 from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
+from .model_handoff import ModelHandoff
 
 try:  # capture needs audio_common_msgs; fusion works without it
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
@@ -156,6 +159,15 @@ PARAMS = [
     Param('train_max_iter', 100, 'EM iterations at most for ~/train', positive),
     Param('handoff_timeout', 10.0, 'seconds to wait for the localizer set_parameters service',
           positive),
+    # --- ROS4HRI ------------------------------------------------------------------------------
+    Param('ros4hri', False, 'publish /humans/candidate_matches (hri_msgs/IdsMatch, VOICE <-> '
+          'FACE) for sound estimates that carry a voice id (sbm_localizer with ros4hri) and '
+          'also take ROS4HRI faces (/humans/faces/tracked + /humans/faces/<id>/roi); needs '
+          'hri_msgs (without it: off, with a warning). Read at start.', read_only=True),
+    Param('faces_roi_type', 'normalized', "type of /humans/faces/<id>/roi: 'normalized' "
+          "(hri_msgs/NormalizedRegionOfInterest2D, [0, 1]; ROS 2 Humble/Jazzy hri_msgs 2.x) or "
+          "'pixels' (sensor_msgs/RegionOfInterest; older ROS4HRI face detectors). Read at "
+          "start.", one_of('normalized', 'pixels'), read_only=True),
 ]
 
 
@@ -211,8 +223,6 @@ class AvFusionNode(Node):
         self._waiter: Optional[Future] = None      # awaited by ~/capture_sample
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.train_run: Optional[TrainingRun] = None
-        self.handoff_client = None
-        self.handoff_name = ''
         self._detector = None
         self._detector_key = None
 
@@ -261,10 +271,26 @@ class AvFusionNode(Node):
                             qos_profile=stream_qos('reliable', 100),
                             callback_group=self.capture_group)
         tg = self.timer_group
+        self.handoff = ModelHandoff(self, tg, lambda text, error: self._status(text, error))
         self.create_service(Trigger, '~/train', self._srv_train, callback_group=tg)
         self.create_timer(0.02, self._overlay_tick, callback_group=tg)
         self.create_timer(0.25, self._train_tick, callback_group=tg)
         self.create_timer(5.0, self._watchdog, callback_group=tg)
+        self.hri = None
+        if self.p['ros4hri']:
+            from .hri_faces import HriFaces
+            from .ros4hri import hri_interfaces
+            why = hri_interfaces()
+            if why:
+                self.get_logger().warning(f'ROS4HRI is OFF although ros4hri is true: {why} '
+                                          '(no /humans/candidate_matches, no ROS4HRI faces)')
+            else:
+                self.hri = HriFaces(self, self._on_hri_faces, self.p['faces_roi_type'],
+                                    int(self.p['max_faces']), faces_g,
+                                    warn=lambda k, t: self._warn(k, t, 10.0))
+                self.get_logger().info(
+                    'ROS4HRI on: /humans/candidate_matches (VOICE <-> FACE); faces also from '
+                    f"/humans/faces/tracked + /humans/faces/<id>/roi ({self.p['faces_roi_type']})")
         return rel, img_qos
 
     # ------------------------------------------------------------------ parameters
@@ -351,6 +377,16 @@ class AvFusionNode(Node):
             self.image_dirty = True
         self._wake()
 
+    def _on_hri_faces(self, header, faces: List[Face]):
+        """ROS4HRI faces (ids from /humans/faces/tracked, boxes from their roi) in pixels."""
+        self._note('hri_faces')
+        with self._lock:
+            ci = self.camera_info
+            up = self.fusion.add_faces(_t(header.stamp), header.frame_id, faces,
+                                       self._image_size(),
+                                       ci.header.frame_id if ci is not None else '')
+        self._notify(up.notices)
+
     def _on_faces(self, msg: Detection2DArray):
         self._note('faces')
         t = _t(msg.header.stamp)
@@ -378,19 +414,32 @@ class AvFusionNode(Node):
         self.pub_speaking.publish(out)
 
     def _parse_sounds(self, msg: Detection2DArray):
+        """Sounds of a message; a sound with a ROS4HRI voice (an extra hypothesis
+        'voice:<id>' from sbm_localizer) takes the voice id as its id (in ``self._voice_ids``)
+        and as its ``voice``, which the overlay writes next to the cross."""
+        from .ros_convert import VOICE_CLASS_PREFIX
         out = []
+        self._voice_ids = set()
         for k, d in enumerate(msg.detections):
             cov, conf = None, 1.0
             if d.results:
                 conf = float(d.results[0].hypothesis.score)
                 cov = covariance_from_flat(d.results[0].pose.covariance)
-            s = sound_from_box(str(d.id) or f'source_{k}', float(d.bbox.center.position.x),
+            sid = str(d.id) or f'source_{k}'
+            voice = ''
+            for r in d.results[1:]:
+                cid = str(r.hypothesis.class_id)
+                if cid.startswith(VOICE_CLASS_PREFIX) and len(cid) > len(VOICE_CLASS_PREFIX):
+                    sid = voice = cid[len(VOICE_CLASS_PREFIX):]
+                    self._voice_ids.add(sid)
+                    break
+            s = sound_from_box(sid, float(d.bbox.center.position.x),
                                float(d.bbox.center.position.y), d.bbox.size_x, d.bbox.size_y,
                                conf, cov)
             if s is None:
                 self._warn('sound_nan', "'sound_sources': non-finite position ignored", 10.0)
                 continue
-            out.append(s)
+            out.append(replace(s, voice=voice) if voice else s)
         return out
 
     def _on_sounds(self, msg: Detection2DArray):
@@ -400,6 +449,8 @@ class AvFusionNode(Node):
         with self._lock:
             up = self.fusion.add_sounds(t, msg.header.frame_id, sounds)
         self._notify(up.notices)
+        if self.hri is not None:
+            self.hri.publish_matches(up.matches, self._voice_ids, self.fusion.cfg.gate)
         self.get_logger().debug(SpeakerFusion.summary(t, len(sounds), up))
 
     # ------------------------------------------------------------------ images
@@ -668,7 +719,11 @@ class AvFusionNode(Node):
 
     # ------------------------------------------------------------------ training
     def _status(self, text, error=False):
-        (self.get_logger().error if error else self.get_logger().info)(text)
+        # one call site per severity: rclpy refuses two severities from the same line
+        if error:
+            self.get_logger().error(text)
+        else:
+            self.get_logger().info(text)
         self.pub_status.publish(String(data=text))
 
     def _srv_train(self, request, response):
@@ -711,53 +766,7 @@ class AvFusionNode(Node):
         self._handoff(res.model, time.monotonic())
 
     def _handoff(self, path, t0):
-        name = str(self.p['localizer_node']).strip().rstrip('/')
-        if not name:
-            self._status(f'model {path} ready; localizer_node is empty, not handed over')
-            return
-        srv = f'{name}/set_parameters'
-        from rcl_interfaces.srv import SetParameters
-        if self.handoff_client is None or self.handoff_name != srv:
-            if self.handoff_client is not None:
-                self.destroy_client(self.handoff_client)
-            self.handoff_client = self.create_client(SetParameters, srv,
-                                                     callback_group=self.timer_group)
-            self.handoff_name = srv
-        cli = self.handoff_client
-        full = self.resolve_service_name(srv)
-        target = full[:-len('/set_parameters')]
-        if not cli.service_is_ready():
-            if time.monotonic() - t0 > self.p['handoff_timeout']:
-                self._status(f"localizer service {full!r} not available after "
-                             f"{self.p['handoff_timeout']} s: set model_path:={path} by hand",
-                             error=True)
-                return
-            timer = None
-
-            def retry():
-                self.destroy_timer(timer)
-                self._handoff(path, t0)
-            timer = self.create_timer(0.5, retry, callback_group=self.timer_group)
-            return
-        from rclpy.parameter import Parameter
-        req = SetParameters.Request(
-            parameters=[Parameter('model_path', Parameter.Type.STRING, path)
-                        .to_parameter_msg()])
-        fut = cli.call_async(req)   # never waited on: the result arrives in the callback
-
-        def done(f):
-            try:
-                res = f.result().results[0]
-            except Exception as exc:
-                self._status(f'setting model_path on {target} failed: {exc}',
-                             error=True)
-                return
-            if res.successful:
-                self._status(f'model handed to {target}: model_path={path}')
-            else:
-                self._status(f'{target} refused model_path={path}: {res.reason}',
-                             error=True)
-        fut.add_done_callback(done)
+        self.handoff.send(path, self.p['localizer_node'], self.p['handoff_timeout'], t0=t0)
 
     def destroy_node(self):
         with self._lock:

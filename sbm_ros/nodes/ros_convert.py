@@ -140,8 +140,15 @@ def _cov_sqrt_diag(c) -> tuple:
     return math.sqrt(max(c[0, 0], 0.0)), math.sqrt(max(c[1, 1], 0.0))
 
 
-def detections_msg(header, outputs: Sequence[SourceOutput]):
-    """``vision_msgs/Detection2DArray`` of the sources that have a pixel."""
+#: class_id prefix of the extra hypothesis naming a source's ROS4HRI voice ('voice:v3')
+VOICE_CLASS_PREFIX = 'voice:'
+
+
+def detections_msg(header, outputs: Sequence[SourceOutput], voice_ids=None):
+    """``vision_msgs/Detection2DArray`` of the sources that have a pixel.
+
+    ``voice_ids`` (per output, an id or None; ROS4HRI output on): a source fed to a tracked
+    voice gets a second hypothesis ``(voice:<id>, 1.0)`` after ``results[0]``."""
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
     arr = Detection2DArray()
     arr.header = header
@@ -169,6 +176,13 @@ def detections_msg(header, outputs: Sequence[SourceOutput]):
         cov[7] = float(o.pixel_cov[1, 1])
         hyp.pose.covariance = cov
         det.results.append(hyp)
+        vid = voice_ids[o.index] if voice_ids is not None and o.index < len(voice_ids) else None
+        if vid:
+            vh = ObjectHypothesisWithPose()
+            vh.hypothesis.class_id = f'{VOICE_CLASS_PREFIX}{vid}'
+            vh.hypothesis.score = 1.0
+            vh.pose.pose.orientation.w = 1.0
+            det.results.append(vh)
         arr.detections.append(det)
     return arr
 

@@ -61,6 +61,7 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
 from sbm_ros.core.stream import LoadMonitor
+from sbm_ros.core.voice_stream import VAD_CHOICES
 
 from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters,
                      describe_qos, fraction, latched_qos, non_negative, ns_to_stamp,
@@ -151,6 +152,23 @@ PARAMS = [
           '(suppressed ones are counted in the next).', non_negative),
     Param('no_data_warn_s', 3.0, 'Warn when a subscribed topic has publishers but nothing '
           'arrived for this long (s).', positive),
+    Param('ros4hri', False, 'Track voices (VoiceTracker + speech activity) and publish the '
+          'ROS4HRI (REP 155) voice topics: /humans/voices/tracked, /humans/voices/<id>/'
+          'is_speaking and /audio, TF frames voice_<id>; needs hri_msgs and tf2_msgs (without '
+          'them it stays off and says why). Can be switched at runtime.'),
+    Param('voice_vad', 'webrtc3', "Speech activity deciding which windows feed voices: "
+          "'webrtc3' (WebRTC VAD, aggressiveness 3; falls back to 'own' without "
+          "webrtcvad-wheels), 'webrtc', 'webrtc+own', 'own' or 'none' (every window).",
+          one_of(*VAD_CHOICES)),
+    Param('voice_birth_hits', 3, 'Detections (within 0.5 s) that confirm a new voice.',
+          positive),
+    Param('voice_death_timeout_s', 8.0, 'A voice not heard for this long (s of audio) dies; '
+          'its topics are removed.', positive),
+    Param('voice_distance', 1.0, 'Distance (m) of the voice_<id> TF frames from the head '
+          'frame along the tracked direction (two ears give no range).', positive),
+    Param('voice_frame_prefix', 'voice_', 'TF child frame of a voice: this prefix + its id.'),
+    Param('max_voices', 10, 'At most this many voices get per-voice topics at once (the others '
+          'are only listed in /humans/voices/tracked).', positive),
 ]
 _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
@@ -159,6 +177,9 @@ _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'no
 #: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
 _STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
            'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
+#: parameters of the ROS4HRI voice output (a change restarts it: the current voices die)
+_VOICES = ('ros4hri', 'voice_vad', 'voice_birth_hits', 'voice_death_timeout_s',
+           'voice_distance', 'voice_frame_prefix', 'max_voices')
 #: stream counters always shown on /diagnostics
 _STREAM_COUNTS = ('dropped_chunks', 'gaps', 'time_jumps', 'backward_jumps', 'clock_jumps',
                   'reordered_chunks', 'late_chunks', 'oversized_chunks', 'random_chunks',
@@ -201,6 +222,8 @@ class SbmLocalizerNode(Node):
         self._last_estimate_mono = None
 
         self.p = declare_parameters(self, PARAMS)
+        self.voice_pubs = None          # ROS4HRI output (nodes.ros4hri.VoicePublishers) ...
+        self.voice_stream = None        # ... and its tracker + speech activity (core)
         self._limit_blas_threads(int(self.p['blas_threads']))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -244,6 +267,7 @@ class SbmLocalizerNode(Node):
             f'[{describe_qos(out_qos)}]')
 
         self._load_initial_models()
+        self._set_ros4hri({k: self.p[k] for k in _VOICES})
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.p['diagnostics_period_s'], self._on_diagnostics_timer,
                           clock=steady)
@@ -397,7 +421,69 @@ class SbmLocalizerNode(Node):
             self._dirty = True
         if any(k in new for k in _STREAM):
             self._gate_dirty = True          # applied to the next chunk
+        if any(k in new for k in _VOICES):
+            self._set_ros4hri({k: new.get(k, self._param(k)) for k in _VOICES})
         return SetParametersResult(successful=True)
+
+    # ================================================================== ROS4HRI voices
+    def _set_ros4hri(self, cfg: dict) -> None:
+        """(Re)start or stop the ROS4HRI voice output with the settings ``cfg``."""
+        from .ros4hri import VoicePublishers, hri_interfaces
+        if self.voice_pubs is not None:
+            self.voice_pubs.close(stamp=self.get_clock().now().to_msg())
+            self.voice_pubs.destroy()
+            self.voice_pubs = None
+        self.voice_stream = None
+        self._voice_cfg = cfg
+        if not cfg['ros4hri']:
+            return
+        why = hri_interfaces()
+        if why:
+            self.get_logger().warning(f'ROS4HRI output is OFF although ros4hri is true: {why}; '
+                                      f'everything else is published as usual')
+            return
+        self.voice_pubs = VoicePublishers(
+            self, self._head_frame, frame_prefix=cfg['voice_frame_prefix'],
+            distance=cfg['voice_distance'], max_voices=int(cfg['max_voices']),
+            warn=lambda key, text: self._throttled('warn', key, text))
+        self.get_logger().info(
+            f"ROS4HRI output on: /humans/voices/tracked, /humans/voices/<id>/is_speaking and "
+            f"/audio, TF {cfg['voice_frame_prefix']}<id> in {self._head_frame()!r}; speech "
+            f"activity {cfg['voice_vad']!r}")
+
+    def _head_frame(self) -> str:
+        return self._param('head_frame_id') or getattr(self, '_audio_frame', '') or 'head'
+
+    def _voices_push(self, samples, rate: int) -> None:
+        if self.voice_pubs is None:
+            return
+        if self.voice_stream is None or self.voice_stream.rate != rate:
+            from sbm_ros.core.tracker import TrackerParams
+            from sbm_ros.core.voice_stream import VoiceStream
+            cfg = self._voice_cfg
+            self.voice_stream = VoiceStream(rate, vad=cfg['voice_vad'], params=TrackerParams(
+                birth_hits=int(cfg['voice_birth_hits']),
+                death_timeout_s=float(cfg['voice_death_timeout_s'])))
+            if self.voice_stream.note:
+                self.get_logger().warning(self.voice_stream.note)
+        self.voice_stream.push(samples)
+
+    def _voices_step(self, end_ns: int, outs) -> Optional[list]:
+        """Feed one window to the tracker and publish the voices; returns the voice id of each
+        output (None: not fed to a voice), or None when the ROS4HRI output is off."""
+        if self.voice_pubs is None or self.voice_stream is None:
+            return None
+        usable = [o for o in outs if o.direction is not None]
+        srcs = [(o.direction[0], o.direction[1], o.direction_cov) for o in usable]
+        step = self.voice_stream.update(end_ns / 1e9, srcs)
+        if step.update.reset:
+            self._throttled('warn', 'voices_reset', 'audio stamps jumped back: every voice '
+                            'ended (new ids follow)')
+        self.voice_pubs.publish(step, ns_to_stamp(end_ns))
+        ids = [None] * (max((o.index for o in outs), default=-1) + 1)
+        for o, vid in zip(usable, step.update.assignments):
+            ids[o.index] = vid
+        return ids
 
     def _rebuild(self) -> None:
         """(Re)create the streaming localiser from the current model and parameters."""
@@ -593,6 +679,7 @@ class SbmLocalizerNode(Node):
                 continue
             self.chunk_anchor = (seg.stamp_ns, self.samples_pushed)
             self.loc.push_audio(seg.samples)
+            self._voices_push(seg.samples, self.gate.rate)
             self.samples_pushed += seg.n
             self.since_estimate += seg.n
             rate = self.gate.rate
@@ -612,6 +699,10 @@ class SbmLocalizerNode(Node):
         if est is None:
             self.stats['silent_windows'] += 1
             self.last_window['silent'] = True
+            if self.voice_pubs is not None and self.chunk_anchor is not None:
+                stamp0, first = self.chunk_anchor   # the newest sample's time: time passes
+                self._voices_step(stamp0 + (self.samples_pushed - 1 - first)
+                                  * 1_000_000_000 // rate, [])
             return
         self.last_window['silent'] = False
         stamp0, first = self.chunk_anchor
@@ -631,8 +722,8 @@ class SbmLocalizerNode(Node):
         cam = self._camera()
         outs = rc.resolve_sources(est.sources, model.target_space, model.dims_per_source, cam)
         stamp = ns_to_stamp(end_ns)
-        head = Header(stamp=stamp, frame_id=self._param('head_frame_id')
-                      or getattr(self, '_audio_frame', '') or 'head')
+        head = Header(stamp=stamp, frame_id=self._head_frame())
+        voice_ids = self._voices_step(end_ns, outs)
         cam_frame = (self._param('camera_frame_id') or self.camera_info_frame
                      or (cam.frame_id if cam is not None else '') or 'camera')
         img = Header(stamp=stamp, frame_id=cam_frame)
@@ -642,7 +733,7 @@ class SbmLocalizerNode(Node):
         # The markers are for viewers (RViz, rqt): built and published only while someone
         # subscribes to them.
         if have_px:
-            self.pub_sources.publish(rc.detections_msg(img, outs))
+            self.pub_sources.publish(rc.detections_msg(img, outs, voice_ids))
             if self.pub_img_markers.get_subscription_count():
                 for m in rc.image_marker_msgs(img, outs, lifetime_s=life):
                     self.pub_img_markers.publish(m)
@@ -766,6 +857,10 @@ class SbmLocalizerNode(Node):
             'last_estimate_stamp': f"{lw['stamp_ns'] / 1e9:.6f}",
             'camera': ('camera_info' if self.camera_info_cam is not None else
                        'model' if self._camera() is not None else 'none'),
+            'ros4hri': ('off' if self.voice_pubs is None else
+                        f'{len(self.voice_pubs.voices)} voice(s) with topics, '
+                        f"{self.voice_pubs.counts['born']} born, "
+                        f"{self.voice_pubs.counts['died']} ended"),
         }
         vals.update({k: str(v) for k, v in self.stats.items()})
         vals.update({k: str(self.stream_counts[k]) for k in _STREAM_COUNTS})

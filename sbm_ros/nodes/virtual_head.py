@@ -23,6 +23,10 @@ faster (``rate`` > 1):
 * ``~/scenario`` (std_msgs/String, transient-local): JSON with the ground truth of every
   utterance (who, language, text, start/end in scene seconds, direction, pixel), the moves, and
   ``t0_ns``, the stamp of scene time 0 (updated at every loop).
+* with ``sweep`` set, a calibration sweep is played instead of the scenario: the white noise
+  of the moving loudspeaker, and images with the loudspeaker and its ArUco marker drawn where
+  it is (:mod:`sbm_ros.sim.sweep`); ``faces`` stay empty and ``ground_truth/sound_sources``
+  holds the loudspeaker ('loudspeaker') while it plays.
 * ``/clock`` (rosgraph_msgs/Clock) with the scene time when ``publish_clock`` is true, so that
   other nodes run with ``use_sim_time`` at any ``rate``.
 
@@ -62,6 +66,10 @@ def _chunk_ok(v):
 PARAMS = [
     Param('scenario', '', "Scenario YAML file ('' = the package's config/demo_scenario.yaml). "
           'Read at start.', read_only=True),
+    Param('sweep', '', "Calibration sweep YAML to play instead of the scenario ('' = play the "
+          "scenario; 'default' = the package's config/sweep_scenario.yaml): a loudspeaker "
+          'playing white noise with an ArUco marker moved through the view '
+          '(sbm_ros.sim.sweep). Read at start.', read_only=True),
     Param('rate', 1.0, 'Publishing speed: 1.0 = real time, 2.0 = twice as fast (stamps follow '
           'scene time).', positive),
     Param('chunk_size', 1024, 'Audio frames per AudioDataStamped message.', _chunk_ok,
@@ -80,7 +88,8 @@ PARAMS = [
     Param('start_delay_s', 1.0, 'Wait this long (wall clock) after rendering before publishing '
           '(discovery).', non_negative, read_only=True),
     Param('wait_for_subscribers', 0, 'Before publishing, wait until audio/audio_stamped, image '
-          'and faces each have at least this many subscribers (at most wait_timeout_s).',
+          'and faces (not with sweep) each have at least this many subscribers (at most '
+          'wait_timeout_s).',
           non_negative, read_only=True),
     Param('wait_timeout_s', 30.0, 'Longest wait for wait_for_subscribers (s).', positive,
           read_only=True),
@@ -134,6 +143,8 @@ class VirtualHeadNode(Node):
 
     # ------------------------------------------------------------------ setup
     def _load_and_render(self):
+        if str(self.p['sweep']).strip():
+            return self._load_sweep()
         from sbm_ros.sim.scenario import default_scenario_path, load_scenario
         from sbm_ros.sim.scene_view import SceneRenderer
         from sbm_ros.sim.timeline import build_timeline
@@ -157,6 +168,27 @@ class VirtualHeadNode(Node):
         from sbm_ros.core.audio_io import float_to_pcm_bytes
         self.pcm = float_to_pcm_bytes(x, 'S16LE')
         self.n_samples = x.shape[0]
+
+    def _load_sweep(self):
+        from sbm_ros.core.audio_io import float_to_pcm_bytes
+        from sbm_ros.sim.sweep import SweepPlayback, load_sweep
+        path = str(self.p['sweep']).strip()
+        log = self.get_logger()
+        sc = load_sweep(None if path == 'default' else path)
+        log.info(f'sweep {sc.name!r} from {sc.source}: loudspeaker (white noise, marker '
+                 f'{sc.marker_dictionary} id {sc.marker_id}) moving '
+                 f'{sc.trajectory.start_s:.1f}-{sc.trajectory.end_s:.1f} s, camera '
+                 f'{sc.camera!r}')
+        t0 = time.monotonic()
+        log.info('rendering the sweep first (moving loudspeaker, KEMAR HRIRs + room) ...')
+        pb = SweepPlayback.render(sc, say=lambda m: log.info(m))
+        log.info(f'rendered {pb.duration_s:.1f} s of binaural audio in '
+                 f'{time.monotonic() - t0:.1f} s (peak {np.max(np.abs(pb.audio)):.2f} full '
+                 'scale)')
+        self.scene = sc
+        self.timeline = self.renderer = pb
+        self.pcm = float_to_pcm_bytes(pb.audio, 'S16LE')
+        self.n_samples = pb.audio.shape[0]
 
     # ------------------------------------------------------------------ messages
     def _header(self, stamp_ns: int, frame_id: str):
@@ -252,6 +284,8 @@ class VirtualHeadNode(Node):
             want = int(self.p['wait_for_subscribers'])
             if want > 0:
                 pubs = (self.pub_audio, self.pub_image, self.pub_faces)
+                if str(self.p['sweep']).strip():      # a sweep has no faces to wait for
+                    pubs = (self.pub_audio, self.pub_image)
                 deadline = time.monotonic() + self.p['wait_timeout_s']
                 while (min(p.get_subscription_count() for p in pubs) < want
                        and time.monotonic() < deadline and not self._stop.is_set()):

@@ -40,7 +40,7 @@ import copy
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -449,3 +449,57 @@ def load_sweep(path: Optional[str] = None) -> SweepScene:
         return parse_sweep(data, source=path)
     except ScenarioError as exc:
         raise ScenarioError(f"{path}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- playback
+@dataclass
+class LoudspeakerState:
+    """What the virtual head's frame loop needs of the loudspeaker at one time (the fields of a
+    scene person state it reads)."""
+    name: str
+    talking: bool
+    u_px: float
+    v_px: float
+
+
+class SweepPlayback:
+    """A rendered sweep in the shape the virtual head plays: ``audio``, ``duration_s``,
+    ``summary()``, ``talkers_at(t)`` and ``image_at(t) -> (image, states)`` /
+    ``face_detections(states)`` (none: the loudspeaker is not a face)."""
+
+    def __init__(self, scene: SweepScene, audio: np.ndarray):
+        from .drawing import draw_room
+        self.scene = scene
+        self.audio = audio
+        self.duration_s = audio.shape[0] / scene.sample_rate
+        self._background = draw_room(scene.camera.width, scene.camera.height)
+
+    @classmethod
+    def render(cls, scene: SweepScene, say: Callable[[str], None] = lambda m: None):
+        return cls(scene, scene.render_audio(scene.make_head(), say=say))
+
+    def summary(self) -> Dict:
+        sc = self.scene
+        tr = sc.trajectory
+        return {"name": sc.name, "source": sc.source, "kind": "sweep",
+                "camera": sc.camera.to_json_dict(), "duration_s": round(self.duration_s, 3),
+                "sample_rate": sc.sample_rate, "people": [], "moves": [], "utterances": [],
+                "sounds": [], "loudspeaker": {
+                    "start_s": round(tr.start_s, 3), "end_s": round(tr.end_s, 3),
+                    "level_dbfs": sc.level_dbfs, "marker": {
+                        "dictionary": sc.marker_dictionary, "id": sc.marker_id,
+                        "side_m": sc.marker_side_m}}}
+
+    def talkers_at(self, t: float) -> List:
+        return []
+
+    def state_at(self, t: float) -> LoudspeakerState:
+        u, v = self.scene.marker_pixel_at(float(t))
+        return LoudspeakerState("loudspeaker", bool(self.scene.playing(float(t))), float(u),
+                                float(v))
+
+    def image_at(self, t: float):
+        return self.scene.image_at(float(t), self._background), [self.state_at(t)]
+
+    def face_detections(self, states) -> List:
+        return []

@@ -253,6 +253,26 @@ def test_realdata_section_runs_on_the_shared_data(quick_run):
     sonicom = [r for (c, _), r in rows.items() if c.startswith("SONICOM")]
     for r in sonicom:
         assert r["el"] is not None and math.isfinite(r["el"]), r
+    if sonicom:
+        # the held-out row (quick mode: SONICOM 1, row 0) gets its per-row line and the
+        # interaural-cue measure that explains it
+        held = _table_rows(sec[sec.index("**Held-out elevation rows"):])
+        assert held and all(len(c) == 9 for c in held), held
+        for c in held:
+            assert c[2] == "0°" and int(c[3]) >= 1, c
+            assert 0.0 <= float(c[5]) < 90.0 and 0.0 <= float(c[6]) <= 100.0, c
+            assert 0.0 < float(c[7]) < 30.0 and 0.0 < float(c[8]) < 30.0, c
+    # calibration by sweep on the measured room-A head (quick: one dwell): the stepped sweep
+    # gives one sample per direction at least, and its model localises speech about as well
+    # as the grid model (sanity: under 2 degrees; full-run figures are in docs/benchmark.md)
+    sweep = _table_rows(sec[sec.index("**Calibration by sweep on the measured heads**"):])
+    assert len(sweep) == 1 and sweep[0][0] == "Surrey Room A", sweep
+    c = sweep[0]
+    assert float(c[1]) == 1.2 and float(c[2]) > 30.0
+    assert int(c[4].split()[0]) >= 13
+    az_sweep, az_grid = re.fullmatch(PM, c[6]), re.fullmatch(PM, c[8])
+    assert az_sweep and az_grid, c
+    assert float(az_sweep.group(1)) < 2.0 and float(az_grid.group(1)) < 2.0, c
     assert "found by" in sec and "Section run time" in sec
     assert "negative" in sec                       # the reader is told which sign is good
     assert (out_dir / "bench_realdata.png").exists()

@@ -278,6 +278,20 @@ def test_draw_overlay_marks_faces_and_sounds():
     assert (a, b) == pytest.approx((40.0, 20.0)) and abs(ang) % 180 == pytest.approx(0.0)
 
 
+def test_draw_overlay_labels_a_sound_with_its_voice_id():
+    pytest.importorskip('cv2')
+    img = np.zeros((240, 320, 3), np.uint8)
+    plain = Sound('source_0', 160, 120, np.diag([100.0, 100.0]), 0.8)
+    voiced = Sound('v3', 160, 120, np.diag([100.0, 100.0]), 0.8, voice='v3')
+    a = image_io.draw_overlay(img, [], [plain])
+    b = image_io.draw_overlay(img, [], [voiced])
+    # the label 'v3 0.80' is longer than '0.80': it reaches further right of the cross
+    drawn_a, drawn_b = a.any(axis=2), b.any(axis=2)
+    assert drawn_b.sum() > drawn_a.sum()
+    assert np.nonzero(drawn_b)[1].max() > np.nonzero(drawn_a)[1].max() + 10
+    assert Sound('x', 1, 2).voice == ''
+
+
 def test_overlay_labels_of_close_faces_do_not_overlap():
     pytest.importorskip('cv2')
     placed = []

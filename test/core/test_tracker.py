@@ -151,6 +151,30 @@ def test_duplicate_second_source_near_a_voice_makes_no_new_voice():
     assert {v.id for v in ups[-1].voices} == {"v1"}
 
 
+def test_a_talker_whose_estimates_jump_keeps_his_voice_unless_silent_too_long():
+    """Reclaim: the talker's estimates jump 9 deg (beyond the gate to his voice) after a short
+    pause: the track born there continues his voice; after a long pause (or with reclaiming
+    off) it is a new voice; another voice fed meanwhile is never reclaimed."""
+    def scene(pause_s, params):
+        tr = VoiceTracker(params)
+        run(tr, [([det(-9.0, 0.0)], True) for _ in range(25)])
+        t = 25 * DT + pause_s
+        run(tr, [([], False) for _ in range(int(pause_s / DT))], t0=25 * DT)
+        return tr, run(tr, [([det(-9.0, 9.0)], True) for _ in range(25)], t0=t)
+    tr, ups = scene(1.0, TrackerParams())
+    assert [v.id for v in ups[-1].voices] == ["v1"] and not any(u.born for u in ups)
+    assert ups[2].assignments == ["v1"] and ups[-1].voices[0].elevation_deg > 7.0
+    for pause, params in ((4.0, TrackerParams()), (1.0, TrackerParams(reclaim_deg=0.0)),
+                          (1.0, TrackerParams(reclaim_deg=5.0))):
+        tr, ups = scene(pause, params)
+        assert [v.id for v in ups[-1].voices] == ["v1", "v2"], (pause, params)
+    # a track born 8 deg from a voice fed at the same time is somebody else: a new voice
+    tr = VoiceTracker()
+    run(tr, [([det(20.0)], True) for _ in range(25)])
+    ups = run(tr, [([det(20.0), det(28.0)], True) for _ in range(10)], t0=25 * DT)
+    assert [v.id for v in ups[-1].voices] == ["v1", "v2"] and ups[-1].assignments == ["v1", "v2"]
+
+
 def test_bad_input_is_rejected_and_counted():
     tr = VoiceTracker()
     bad = [Detection(float("nan"), 0.0), Detection(1.0, float("inf")), "not a detection",

@@ -204,9 +204,9 @@ def test_file_source_at_high_speed_is_paced_not_a_burst(setup, ros, localizer):
     from scipy.signal import resample_poly
     localizer, topics = localizer
     arrivals = []
-    ros.node.create_subscription(AudioDataStamped, '/audio/audio_stamped',
-                                 lambda m: arrivals.append(time.monotonic()),
-                                 stream_qos('reliable', 1000))
+    sub = ros.node.create_subscription(AudioDataStamped, '/audio/audio_stamped',
+                                       lambda m: arrivals.append(time.monotonic()),
+                                       stream_qos('reliable', 1000))
     wav48 = os.path.join(setup['root'], 'talker48k.wav')     # resampled: a slow first block
     write_wav(wav48, resample_poly(setup['pcm'] / 32768.0, 3, 1, axis=0), 48000)
     cap = NodeProcess('binaural_capture', DOMAIN, params={
@@ -215,6 +215,7 @@ def test_file_source_at_high_speed_is_paced_not_a_burst(setup, ros, localizer):
     with cap:
         cap.wait_for(r"source 'file': end of", timeout=20, spin=ros.spin_for)
         assert ros.spin_until(lambda: len(arrivals) >= 80, 5.0), len(arrivals)
+    ros.node.destroy_subscription(sub)          # the next tests count the subscribers
     span = arrivals[79] - arrivals[0]
     assert span > 0.6 * 79 * BLOCK / RATE / 20.0, f'80 chunks within {span:.3f} s: a burst'
     assert 'Traceback' not in cap.text()

@@ -453,7 +453,7 @@ def test_capture_train_handoff(ros, tmp_path):
 
         # train: answered at once, model handed to the running localiser. Two requests sent
         # back to back: whichever the node takes first starts training, the other is refused
-        # as 'already running' (training takes ~1 s). Answer times are not compared with the
+        # as 'already running' (training takes seconds). Answer times are not compared with the
         # training time: a DDS repair of a lost request/response can take the 3 s heartbeat
         # period of Fast DDS on a loaded machine (seen once each for ~/train and a capture).
         assert train.wait_for_service(timeout_sec=10.0)
@@ -465,8 +465,11 @@ def test_capture_train_handoff(ros, tmp_path):
         assert [ok for ok, _ in answers] == [False, True], answers
         assert 'already running' in answers[0][1] and 'training started' in answers[1][1], \
             answers
+        # the bound is liveness, not speed: sbm-train chooses K by cross-validation over the
+        # 25 positions (a few seconds on a quiet machine), and with the load average at 4-5
+        # it was still choosing K after 40 s (failed that way in two helper runs)
         assert ros.spin_until(lambda: any('model handed to' in s or 'failed' in s
-                                          for s in status), 40), status
+                                          for s in status), 150), status
         assert any('model handed to' in s for s in status), status
         new_path = _get_param(ros, 'sbm_localizer', 'model_path')
         assert new_path.startswith(os.path.join(ds, 'models')) and os.path.exists(new_path)

@@ -172,3 +172,25 @@ def test_default_sweep_file_is_about_three_minutes():
     from sbm_ros.sim.sweep import load_sweep
     sc = load_sweep()
     assert 150.0 <= sc.duration_s <= 200.0
+
+
+def test_playback_gives_the_virtual_head_images_and_the_loudspeaker_state():
+    pytest.importorskip("cv2")
+    from sbm_ros.av.marker import MarkerDetector
+    from sbm_ros.sim.sweep import SweepPlayback
+    sc = parse_sweep({"camera": "narrow", "loudspeaker": {"raster": {
+        "rows": 2, "speed_deg_s": 2.0, "margin_px": 48}}})
+    n = int(sc.duration_s * sc.sample_rate)
+    pb = SweepPlayback(sc, np.zeros((n, 2)))
+    assert pb.duration_s == pytest.approx(sc.duration_s, abs=1e-3)
+    info = pb.summary()
+    assert info["kind"] == "sweep" and info["loudspeaker"]["marker"]["id"] == sc.marker_id
+    assert info["utterances"] == [] and pb.talkers_at(3.0) == []
+    t = 0.5 * (sc.trajectory.start_s + sc.trajectory.end_s)
+    img, (st,) = pb.image_at(t)
+    assert st.talking and st.name == "loudspeaker" and pb.face_detections([st]) == []
+    hit = MarkerDetector(sc.marker_dictionary, sc.marker_id).detect(img)
+    assert hit.u + 0.5 == pytest.approx(st.u_px, abs=0.5)
+    assert hit.v + 0.5 == pytest.approx(st.v_px, abs=0.5)
+    _, (before,) = pb.image_at(0.0)
+    assert not before.talking                             # the lead-in: not playing yet

@@ -12,6 +12,7 @@ from sbm_ros.apps.bench.paper import _shortfalls, _summary
 from sbm_ros.apps.bench.plots import make_plots
 from sbm_ros.apps.bench.provenance import _git, _machine
 from sbm_ros.apps.bench.realdata import run_realdata
+from sbm_ros.apps.bench.realsweep import run_realsweep
 from sbm_ros.apps.bench.report import render_report
 from sbm_ros.apps.bench.sliding import sliding_scenes
 from sbm_ros.apps.bench.speed import speed
@@ -79,7 +80,7 @@ def run(bc: BenchConfig) -> dict:
         _experiments(bc, camera, out)
     if bc.realdata:
         _log("real measured data")
-        run_realdata(bc, out)
+        run_realdata(bc, out, then=run_realsweep)
     if bc.voices:
         _log("voices")
         voices_section(bc, out)

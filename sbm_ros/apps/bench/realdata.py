@@ -81,7 +81,10 @@ ESPEAK_SENTENCES = (
 )
 TRAIN_KW: dict = {}                         # as `sbm-train` without options
 PAIRS = {False: 5000, True: 600}            # two-talker training pairs (full, quick)
-K2 = {False: 20, True: 10}                  # two-talker K (full, quick)
+#: two-talker K (full, quick); None: sbm-train's default (100, capped at half the distinct
+#: position pairs: 39 for 13 directions). Room A, 5000 pairs: K = 20 gave 0.62 / 0.85 deg
+#: (ARCTIC / espeak-ng) against PHAT's 0.43 / 0.49; the capped default 0.33 / 0.41.
+K2 = {False: None, True: 10}
 HOP_S = {False: 0.1, True: 0.3}             # window hop (full, quick)
 CHI2_95 = {1: 3.841458820694124, 2: 5.991464547107979}
 SPEECH_RMS = 0.1
@@ -243,7 +246,9 @@ class _World:
         path = os.path.join(self.tmp, f"model{number:02d}.npz")
         kw = dict(TRAIN_KW)
         if case.n_sources == 2:
-            kw.update(pairs=PAIRS[self.bc.quick], n_components=K2[self.bc.quick])
+            kw.update(pairs=PAIRS[self.bc.quick])
+            if K2[self.bc.quick] is not None:
+                kw.update(n_components=K2[self.bc.quick])
         t0 = time.perf_counter()
         res = train_model(folder, path, n_sources=case.n_sources, seed=self.bc.seed,
                           azimuth_only=case.dims == 1, **kw)
@@ -395,11 +400,78 @@ def _ms(v) -> Optional[tuple]:
     return (float(np.mean(v)), float(np.std(v))) if v.size else None
 
 
+def elevation_rows(est: list) -> Dict[str, dict]:
+    """Per true elevation row of ``[(truth, estimate), ...]`` (two target dims): files, mean
+    estimated elevation, mean absolute elevation error, and the share of *up/down
+    confusions* (truth at least 10 deg off the horizontal plane, estimate at least 5 deg on the
+    other side of it)."""
+    out: Dict[str, dict] = {}
+    if not est:
+        return out
+    tru = np.array([t for t, _ in est], float)
+    val = np.array([e for _, e in est], float)
+    for el in sorted(set(tru[:, 1].tolist())):
+        m = tru[:, 1] == el
+        e = val[m, 1]
+        flip = (abs(el) >= 10.0) & (np.sign(e) == -np.sign(el)) & (np.abs(e) >= 5.0)
+        out[f"{el:g}"] = dict(files=int(m.sum()), est_mean=float(e.mean()),
+                              abs_err=float(np.mean(np.abs(e - el))),
+                              updown_pct=float(np.mean(flip) * 100))
+    return out
+
+
+def interaural_interpolation(head, azimuths, train_rows, test_rows, rate: int = RATE,
+                             n_fft: int = 1024, f_lo: float = 300.0) -> Dict[str, dict]:
+    """Why a held-out elevation row is (not) interpolated, measured on the responses alone.
+
+    For each test row and azimuth: the RMS (dB, over frequencies above ``f_lo``) between the
+    row's interaural level difference and the linear blend of the two nearest trained rows
+    around it (what a locally-linear map can interpolate), and the same distance to the blend
+    around the *mirror* row (-el), averaged over ``azimuths``. When the mirror distance is the
+    smaller, the interaural cues of that row look more like the other side of the horizontal
+    plane than like its own neighbours: no interpolation of interaural features can place it.
+    """
+    H = np.fft.rfft(head.irs, n=n_fft, axis=1)
+    f = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    band = f > f_lo
+
+    def ild(az, el):
+        i = head.index(az, el)
+        m = np.abs(H[i][band]) + 1e-12
+        return 20.0 * np.log10(m[:, 0] / m[:, 1])
+
+    def blend(az, el):
+        rows = np.asarray(sorted(train_rows), float)
+        below, above = rows[rows < el], rows[rows > el]
+        if not below.size or not above.size:
+            return None
+        a, b = below.max(), above.min()
+        t = (el - a) / (b - a)
+        return (1 - t) * ild(az, a) + t * ild(az, b)
+
+    out = {}
+    for el in test_rows:
+        own, mirror = [], []
+        for az in azimuths:
+            x = ild(az, el)
+            b0, b1 = blend(az, el), blend(az, -el)
+            if b0 is None or b1 is None:
+                continue
+            own.append(np.sqrt(np.mean((x - b0) ** 2)))
+            mirror.append(np.sqrt(np.mean((x - b1) ** 2)))
+        if own:
+            out[f"{el:g}"] = dict(own_db=float(np.mean(own)), mirror_db=float(np.mean(mirror)))
+    return out
+
+
 def _row(case: Case, kind: str, tr: _Trained, acc: _Acc) -> dict:
     gt = np.asarray(acc.sbm_gtea)
     ph = np.asarray(acc.phat_az)
+    extra = {}
+    if case.dims == 2:
+        extra["el_rows"] = elevation_rows(acc.sbm_est)
     return dict(
-        key=case.key, label=case.label, group=case.group, kind=kind,
+        **extra, key=case.key, label=case.label, group=case.group, kind=kind,
         method=f"SBM-{case.n_sources}", n_sources=case.n_sources, dims=case.dims,
         K=tr.K, n_train=tr.n_train, n_test=len(case.test_dirs), files=acc.files,
         sbm=dict(az=_ms(acc.sbm_az), el=_ms(acc.sbm_el) if case.dims == 2 else None,
@@ -416,6 +488,13 @@ def _run_case(world: _World, case: Case, number: int, speech: Dict[str, List[np.
     tr = world.trained(case)
     head = world.head(case.test)
     rows = []
+    diag = None
+    if case.group == "sonicom" and case.train == case.test:
+        train_rows = sorted({el for _, el in case.train_dirs})
+        test_rows = sorted({el for _, el in case.test_dirs} - set(train_rows))
+        if test_rows:
+            diag = interaural_interpolation(head, sorted({az for az, _ in case.test_dirs}),
+                                            train_rows, test_rows)
     for kind, utts in speech.items():
         acc = _Acc()
         for j, d in enumerate(case.test_dirs):
@@ -432,11 +511,17 @@ def _run_case(world: _World, case: Case, number: int, speech: Dict[str, List[np.
                                             world.bc.snr_db, noise_seed=seed)
                 _evaluate_file(acc, case, tr, x, true, hop_s)
         rows.append(_row(case, kind, tr, acc))
+        if diag:
+            rows[-1]["interaural_interp"] = diag
     return rows
 
 
-def run_realdata(bc: BenchConfig, out: dict) -> dict:
-    """The real-data section: fills ``out["realdata"]`` (``rows`` or ``skipped``), returns it."""
+def run_realdata(bc: BenchConfig, out: dict, then=None) -> dict:
+    """The real-data section: fills ``out["realdata"]`` (``rows`` or ``skipped``), returns it.
+
+    ``then(world, cases, speech, hop_s)``, when given, runs with the same heads, trained
+    models and speech before the scratch folder goes; its rows go to ``out["realdata"]
+    ["sweep"]`` (the driver passes :func:`.realsweep.run_realsweep`)."""
     from sbm_ros.sim.measured import sonicom_files, surrey_file
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -481,6 +566,8 @@ def run_realdata(bc: BenchConfig, out: dict) -> dict:
                 f"{r['kind']} {r['method']} az {_fmt_ms(r['sbm']['az'])}, PHAT "
                 f"{_fmt_ms(r['phat']['az'])}" for r in rows)
                 + f" ({time.perf_counter() - tc:.1f} s)")
+        if then is not None:
+            res["sweep"] = then(world, cases, speech, HOP_S[bc.quick])
         res["heads"] = {k: dict(name=h.name, directions=len(h), taps=h.irs.shape[1])
                         for k, h in world.heads.items()}
     finally:

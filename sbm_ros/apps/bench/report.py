@@ -459,7 +459,9 @@ def _realdata_section(add, rd: dict, bc: BenchConfig, plots: List[str]) -> None:
         "training direction, written as a dataset folder (WAVs + `targets.csv`) and fitted by "
         "`sbm_ros.core.training.train_model` (the defaults of `sbm-train`: one source runs the "
         "small-set calibration, K from the data; two "
-        f"talkers: `n_sources=2`, {rd['pairs']} pairs, K = {rd['k2']}); estimates by "
+        f"talkers: `n_sources=2`, {rd['pairs']} pairs, "
+        + (f"K = {rd['k2']}" if rd.get('k2') else "`sbm-train`'s default K (100, capped at "
+           "half the distinct position pairs)") + "); estimates by "
         "`localize_signal` (0.72 s windows for one source, 1.2 s for two, hop "
         f"{rd['hop_s']:g} s, adaptive noise-floor mask), the file's estimate being the median "
         "of its windows. PHAT-histogram is fitted on the same WAVs and runs on the whole file "
@@ -487,6 +489,8 @@ def _realdata_section(add, rd: dict, bc: BenchConfig, plots: List[str]) -> None:
             f"{_fmt(*(ph['az'] or (None,)))} | {_fmt(ph['over5'], nd=1)} | "
             f"{_fmt(sb['coverage'], nd=1)} | {_fmt_rho(sb['rho'])} |")
     add("")
+    _elevation_rows(add, rd["rows"])
+    _sweep_rows(add, rd.get("sweep") or [])
     for n in rd.get("notes", []):
         add(f"- Not run: {n}. To run it, download {DOWNLOAD}.")
     if rd.get("notes"):
@@ -499,6 +503,64 @@ def _realdata_section(add, rd: dict, bc: BenchConfig, plots: List[str]) -> None:
         if b in REALDATA_PLOTS:
             add(f"**Errors of SBM and PHAT-histogram, and SBM's coverage, per case**\n\n"
                 f"![{b}]({b})\n")
+
+
+def _elevation_rows(add, rows: List[dict]) -> None:
+    """Held-out elevation rows: per row, and the interaural cue that explains them."""
+    held = [r for r in rows if r.get("interaural_interp")]
+    if not held:
+        return
+    add("**Held-out elevation rows, per row.** Mean estimated elevation, mean absolute "
+        "elevation error and *up/down confusions* (truth ≥ 10° off the horizontal plane, "
+        "estimate ≥ 5° on the other side). The last two columns measure the cue on the "
+        "responses alone: the RMS difference (dB, above 300 Hz, mean over the test azimuths) "
+        "between the row's interaural level difference and the linear blend of its two "
+        "trained neighbour rows (*own*), and the blend around the mirror row −el (*mirror*). "
+        "Where *mirror* ≤ *own*, the row's interaural cues resemble the other side of the "
+        "horizontal plane more than its own neighbours, and a locally-linear map of interaural "
+        "features cannot place it there.\n")
+    add("| case | speech | row | files | estimated el (°) | el error (°) | up/down (%) | "
+        "ILD vs own blend (dB) | vs mirror blend (dB) |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for r in held:
+        diag = r["interaural_interp"]
+        for el, v in r.get("el_rows", {}).items():
+            d = diag.get(el)
+            if d is None:
+                continue
+            add(f"| {r['label']} | {r['kind']} | {el}° | {v['files']} | {v['est_mean']:+.1f} | "
+                f"{v['abs_err']:.2f} | {v['updown_pct']:.0f} | {d['own_db']:.2f} | "
+                f"{d['mirror_db']:.2f} |".replace("+-", "−").replace("-", "−"))
+    add("")
+
+
+def _sweep_rows(add, rows: List[dict]) -> None:
+    """Calibration by sweep on the measured heads (:mod:`.realsweep`)."""
+    if not rows:
+        return
+    add("**Calibration by sweep on the measured heads** (`sbm_ros.apps.bench.realsweep`): the "
+        "loudspeaker steps through the trained directions of the head (white noise, "
+        "`dwell` seconds at each, 0.3 s moves, marker track with 0.1° jitter); the "
+        "recording goes through the sweep segmentation, the crash-safe dataset writer and "
+        "`sbm-train`'s defaults, and the model is tested on the same speech and directions as "
+        "the *trained* case above, next to that case's grid model (one 1 s white-noise "
+        "recording per direction). Errors in degrees, mean ± sd over files.\n")
+    add("| head | dwell (s) | positions / min | sweep (s) | samples (rejected) | K | "
+        "sweep model: azimuth | elevation | grid model: azimuth | elevation |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        rej = sum(r["rejected"].values())
+        if "sweep" not in r:
+            add(f"| {r['label']} | {r['dwell_s']:g} | {r['positions_per_min']:g} | "
+                f"{r['sweep_s']:g} | {r['samples']} ({rej}) | – | {r.get('skipped', '–')} "
+                f"| – | – | – |")
+            continue
+        sw, gr = r["sweep"], r["grid"]
+        add(f"| {r['label']} | {r['dwell_s']:g} | {r['positions_per_min']:g} | "
+            f"{r['sweep_s']:g} | {r['samples']} ({rej}) | {r['K']} | "
+            f"{_fmt(*(sw['az'] or (None,)))} | {_fmt(*(sw['el'] or (None,)))} | "
+            f"{_fmt(*(gr['az'] or (None,)))} | {_fmt(*(gr['el'] or (None,)))} |")
+    add("")
 
 
 def _fmt_rho(rho: float) -> str:

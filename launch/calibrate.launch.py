@@ -1,0 +1,91 @@
+"""Calibration by sweep: binaural_capture (or the virtual head) + sbm_calibrator + sbm_localizer.
+
+Move a loudspeaker that plays white noise and carries an ArUco marker slowly through the whole
+camera view (about three minutes) between
+
+    ros2 service call /sbm_calibrator/start_sweep std_srvs/srv/Trigger
+    ros2 service call /sbm_calibrator/stop_sweep std_srvs/srv/Trigger
+
+watching ``calibration_overlay`` (covered cells green, missing red) and
+``/sbm_calibrator/calibration_status`` (samples, coverage, complete, rejections). Then
+
+    ros2 service call /sbm_calibrator/train std_srvs/srv/Trigger
+
+fits the model (cross-validated error on the status topic and in the model file) and hands it
+to the running sbm_localizer (its ``model_path``); ``train_on_stop:=true`` trains on stop.
+
+Usage:
+    ros2 launch sbm_ros calibrate.launch.py image:=/camera/image_raw \\
+        camera_info:=/camera/camera_info dataset_dir:=$HOME/sbm_sweep marker_id:=7
+    # without a robot: the virtual head plays config/sweep_scenario.yaml
+    ros2 launch sbm_ros calibrate.launch.py use_capture:=false use_virtual_head:=true \\
+        image_reliability:=reliable
+
+The camera driver is started separately. Each node reads its ``*_config`` parameter file
+(default: the package's ``config/*.yaml``); a node-parameter argument GIVEN on the command line
+wins over that file, one that is not given (default: empty) leaves the file's value.
+``--show-args`` lists everything.
+"""
+
+import importlib.util
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node, SetParameter
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def _load_common():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sbm_launch_common.py')
+    spec = importlib.util.spec_from_file_location('sbm_launch_common', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load_common()
+
+# (name, default, description) of the arguments that are not node parameters
+ARGUMENTS = [
+    ('use_sim_time', 'false', 'Use /clock (bag replay) in all nodes.'),
+    ('use_capture', 'true', 'Start binaural_capture (false: audio comes from elsewhere).'),
+    ('use_virtual_head', 'false', 'Start virtual_head playing a calibration sweep (no robot; '
+     'use with use_capture:=false).'),
+    ('sweep', 'default', "Sweep file the virtual head plays ('default' = the package's "
+     'config/sweep_scenario.yaml).'),
+    ('rate', '1.0', 'Virtual head speed (1.0 = real time).'),
+    ('image', 'image', 'Camera image topic (sensor_msgs/Image).'),
+    ('camera_info', 'camera_info', 'Camera info topic (sensor_msgs/CameraInfo).'),
+]
+PARAM_ARGUMENTS = common.CALIBRATE_ARGS
+NODES = (common.CAPTURE, common.LOCALIZER, common.CALIBRATOR)
+
+
+def _nodes(context):
+    lc = LaunchConfiguration
+    remaps = [('image', lc('image')), ('camera_info', lc('camera_info'))]
+    head = Node(package='sbm_ros', executable=common.HEAD, name=common.HEAD, output='screen',
+                parameters=[{'sweep': lc('sweep'),
+                             'rate': ParameterValue(lc('rate'), value_type=float)}],
+                remappings=remaps, condition=IfCondition(lc('use_virtual_head')))
+    return [
+        common.configured_node(context, PARAM_ARGUMENTS, common.CAPTURE,
+                               condition=IfCondition(lc('use_capture'))),
+        head,
+        common.configured_node(context, PARAM_ARGUMENTS, common.LOCALIZER, remappings=remaps),
+        common.configured_node(context, PARAM_ARGUMENTS, common.CALIBRATOR, remappings=remaps),
+    ]
+
+
+def generate_launch_description():
+    args = [DeclareLaunchArgument(n, default_value=d, description=desc)
+            for n, d, desc in ARGUMENTS]
+    return LaunchDescription(
+        args + common.declare_config_arguments(NODES)
+        + common.declare_param_arguments(PARAM_ARGUMENTS) + [
+            SetParameter(name='use_sim_time', value=ParameterValue(
+                LaunchConfiguration('use_sim_time'), value_type=bool)),
+            OpaqueFunction(function=_nodes)])
