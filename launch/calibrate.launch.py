@@ -18,8 +18,7 @@ Usage:
     ros2 launch sbm_ros calibrate.launch.py image:=/camera/image_raw \\
         camera_info:=/camera/camera_info dataset_dir:=$HOME/sbm_sweep marker_id:=7
     # without a robot: the virtual head plays config/sweep_scenario.yaml
-    ros2 launch sbm_ros calibrate.launch.py use_capture:=false use_virtual_head:=true \\
-        image_reliability:=reliable
+    ros2 launch sbm_ros calibrate.launch.py use_virtual_head:=true image_reliability:=reliable
 
 The camera driver is started separately. Each node reads its ``*_config`` parameter file
 (default: the package's ``config/*.yaml``); a node-parameter argument GIVEN on the command line
@@ -51,9 +50,10 @@ common = _load_common()
 # (name, default, description) of the arguments that are not node parameters
 ARGUMENTS = [
     ('use_sim_time', 'false', 'Use /clock (bag replay) in all nodes.'),
-    ('use_capture', 'true', 'Start binaural_capture (false: audio comes from elsewhere).'),
-    ('use_virtual_head', 'false', 'Start virtual_head playing a calibration sweep (no robot; '
-     'use with use_capture:=false).'),
+    ('use_capture', 'true', 'Start binaural_capture (false: audio comes from elsewhere; never '
+     'started with use_virtual_head:=true).'),
+    ('use_virtual_head', 'false', 'Start virtual_head playing a calibration sweep (no robot); '
+     'binaural_capture is then not started, so no microphone mixes into the sweep.'),
     ('sweep', 'default', "Sweep file the virtual head plays ('default' = the package's "
      'config/sweep_scenario.yaml).'),
     ('rate', '1.0', 'Virtual head speed (1.0 = real time).'),
@@ -64,6 +64,10 @@ PARAM_ARGUMENTS = common.CALIBRATE_ARGS
 NODES = (common.CAPTURE, common.LOCALIZER, common.CALIBRATOR)
 
 
+def _true(value) -> bool:
+    return str(value).strip().lower() in ('true', '1', 'yes', 'on')
+
+
 def _nodes(context):
     lc = LaunchConfiguration
     remaps = [('image', lc('image')), ('camera_info', lc('camera_info'))]
@@ -71,9 +75,13 @@ def _nodes(context):
                 parameters=[{'sweep': lc('sweep'),
                              'rate': ParameterValue(lc('rate'), value_type=float)}],
                 remappings=remaps, condition=IfCondition(lc('use_virtual_head')))
-    return [
+    cfg = context.launch_configurations
+    # the virtual head publishes the audio itself: a microphone capture next to it would mix
+    # a real room into the virtual sweep (two publishers on one topic)
+    capture = [] if _true(cfg.get('use_virtual_head', 'false')) else [
         common.configured_node(context, PARAM_ARGUMENTS, common.CAPTURE,
-                               condition=IfCondition(lc('use_capture'))),
+                               condition=IfCondition(lc('use_capture')))]
+    return capture + [
         head,
         common.configured_node(context, PARAM_ARGUMENTS, common.LOCALIZER, remappings=remaps),
         common.configured_node(context, PARAM_ARGUMENTS, common.CALIBRATOR, remappings=remaps),

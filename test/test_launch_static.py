@@ -546,3 +546,15 @@ def test_ros4hri_argument_reaches_localizer_and_fusion(filename, value, monkeypa
     for exe in ('sbm_localizer', 'av_fusion'):     # not given: the package files' false
         got, _ = run.effective(run.node(exe))
         assert got.get('ros4hri', False) is False, (filename, exe)
+
+
+@pytest.mark.parametrize('head', ['true', 'false'])
+def test_calibrate_starts_the_capture_only_without_the_virtual_head(head, monkeypatch):
+    # the virtual head publishes the sweep's audio itself: a microphone capture next to it would
+    # mix a real room into the virtual sweep (found running the real launch stack: two
+    # publishers on audio/audio_stamped with use_virtual_head:=true alone)
+    run = Launch('calibrate.launch.py', {'use_virtual_head': head}, monkeypatch)
+    names = [e.kwargs.get('name') for e, _ in run.nodes]
+    assert ('binaural_capture' in names) == (head == 'false'), names
+    assert ('virtual_head' in names) == (head == 'true'), names
+    assert 'sbm_calibrator' in names and 'sbm_localizer' in names, names

@@ -448,8 +448,10 @@ class SbmLocalizerNode(Node):
             warn=lambda key, text: self._throttled('warn', key, text))
         self.get_logger().info(
             f"ROS4HRI output on: /humans/voices/tracked, /humans/voices/<id>/is_speaking and "
-            f"/audio, TF {cfg['voice_frame_prefix']}<id> in {self._head_frame()!r}; speech "
-            f"activity {cfg['voice_vad']!r}")
+            f"/audio, TF {cfg['voice_frame_prefix']}<id> in "
+            + (repr(self._head_frame()) if self._param('head_frame_id')
+               or getattr(self, '_audio_frame', '') else "the audio's frame (head_frame_id empty)")
+            + f"; speech activity {cfg['voice_vad']!r}")
 
     def _head_frame(self) -> str:
         return self._param('head_frame_id') or getattr(self, '_audio_frame', '') or 'head'
