@@ -528,9 +528,11 @@ def _elevation_rows(add, rows: List[dict]) -> None:
             d = diag.get(el)
             if d is None:
                 continue
-            add(f"| {r['label']} | {r['kind']} | {el}° | {v['files']} | {v['est_mean']:+.1f} | "
+            est = f"{v['est_mean']:+.1f}".replace("-", "−")
+            row = el.replace("-", "−")
+            add(f"| {r['label']} | {r['kind']} | {row}° | {v['files']} | {est} | "
                 f"{v['abs_err']:.2f} | {v['updown_pct']:.0f} | {d['own_db']:.2f} | "
-                f"{d['mirror_db']:.2f} |".replace("+-", "−").replace("-", "−"))
+                f"{d['mirror_db']:.2f} |")
     add("")
 
 
