@@ -38,7 +38,8 @@ def test_readme_benchmark_figures_come_from_the_report():
         readme = fh.read()
     with open(os.path.join(ROOT, 'docs', 'benchmark.md')) as fh:
         report = fh.read()
-    sec = readme[readme.index('## Benchmark'):readme.index('## ROS API')]
+    start = readme.index('## Benchmark')
+    sec = readme[start:readme.index('\n## ', start)]
     num = re.compile(r'(?<![\w.])(\d+\.\d+)(?![\w.])')
     have = [float(x) for x in num.findall(report)]
     missing = []
@@ -47,3 +48,19 @@ def test_readme_benchmark_figures_come_from_the_report():
         if not any(round(v, nd) == float(tok) or f'{v:.{nd}f}' == tok for v in have):
             missing.append(tok)
     assert not missing, f'README benchmark figures not found in docs/benchmark.md: {missing}'
+
+
+def test_readme_reliability_figures_come_from_the_soak_report():
+    """Every decimal figure in the README's reliability section is in docs/soak.md (what
+    `sbm-soak --write-docs` wrote)."""
+    import re
+    with open(os.path.join(ROOT, 'README.md')) as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, 'docs', 'soak.md')) as fh:
+        report = fh.read()
+    start = readme.index('## Reliability')
+    sec = readme[start:readme.index('\n## ', start)]
+    num = re.compile(r'(?<![\w.])(\d+\.\d+)(?![\w.])')
+    have = set(num.findall(report))
+    missing = sorted(set(num.findall(sec)) - have - {'1e6'})
+    assert not missing, f'README reliability figures not found in docs/soak.md: {missing}'
