@@ -32,7 +32,7 @@ SCENARIO = {
     "utterances": [
         {"who": "ann", "count": [1, 4], "start": 0.0},
         {"who": "niko", "count": [1, 4], "after": 1.0},
-        {"who": "ann", "count": [5, 6], "after": 1.0},     # ann again: her voice id must stay
+        {"who": "ann", "count": [5, 8], "after": 1.0},     # ann again: her voice id must stay
     ],
 }
 
