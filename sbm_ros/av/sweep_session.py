@@ -116,7 +116,7 @@ class SweepSession:
         self._next_retry = -math.inf
         self.last_files: List[str] = []
         self._quiet_run = 0
-        self._seen = (0, 0)               # (too quiet, other outcomes) so far
+        self._seen = (0, 0)               # (too quiet, accepted) so far
         self._still_since: Optional[float] = None
         self._still_pos: Optional[Tuple[float, float]] = None
         self.last_marker_stamp: Optional[float] = None
@@ -240,15 +240,17 @@ class SweepSession:
         return {"written": written, "recovered": recovered, "error": error or self.write_error}
 
     def _update_quiet(self) -> None:
-        """Count too-quiet segments in a row (any other outcome ends the run)."""
-        rej = self.segmenter.rejected
-        quiet = rej["too_quiet"]
-        other = self.segmenter.accepted + sum(v for k, v in rej.items() if k != "too_quiet")
+        """Count too-quiet segments in a row. Only an accepted sample (audio loud enough) ends
+        the run: a marker lost or a too-fast stretch says nothing about the loudspeaker, and
+        letting them reset the count hid the warning when a silent loudspeaker and a camera
+        stall came together (seen in a fresh-clone CI run)."""
+        quiet = self.segmenter.rejected["too_quiet"]
+        accepted = self.segmenter.accepted
+        if accepted > self._seen[1]:
+            self._quiet_run = 0
         if quiet > self._seen[0]:
             self._quiet_run += quiet - self._seen[0]
-        elif other > self._seen[1]:
-            self._quiet_run = 0
-        self._seen = (quiet, other)
+        self._seen = (quiet, accepted)
 
     # ------------------------------------------------------------------ reports
     def notices(self) -> List[Tuple[str, str]]:

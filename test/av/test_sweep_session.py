@@ -169,3 +169,18 @@ def test_overlay_draws_grid_marker_and_segment(tmp_path, cam):
     assert out[20, 20, 1] > out[20, 20, 2]            # covered cell: green tint
     assert out[300, 500, 2] > out[300, 500, 1]        # missing cell: red tint
     assert tuple(out[240, 320]) == (255, 255, 255)    # the marker
+
+
+def test_quiet_segments_broken_by_marker_losses_still_warn(tmp_path, cam):
+    # a silent loudspeaker while the marker keeps disappearing (a camera stall, occlusions):
+    # the lost-marker stretches say nothing about the audio, so the too-quiet run goes on and
+    # the notice comes (they reset it before, and the warning never showed: fresh-clone CI)
+    sess = SweepSession(str(tmp_path / "ds"), cam, config=SessionConfig(quiet_warn=3))
+    path = []
+    for k in range(4):
+        path += line(100 + 40 * k, 100 + 40 * k, 240, 1.2)     # one quiet segment
+        path += [None] * int(0.6 * FPS)                         # marker lost
+    feed(sess, path, level=1e-5)
+    st = sess.status()
+    assert st["rejected"]["too_quiet"] >= 3 and st["rejected"]["marker_lost"] >= 3, st
+    assert "loudspeaker playing" in dict(sess.notices()).get("quiet", "")
