@@ -175,13 +175,16 @@ def frame_correlation(recordings: Sequence[np.ndarray], cfg: FeatureConfig,
     return float(np.clip(np.median(ratios), 1.0, corr_window))
 
 
-def _window_posterior(g: GLLiM, Y: np.ndarray, frame_noise: np.ndarray):
-    """Posterior means and variances (N, L) of mean vectors seen as REF_FRAMES-frame windows."""
-    eng = PosteriorEngine(g.params_, noise=(g.params_.sigma2, frame_noise))
-    n = np.full(Y.shape[1], float(REF_FRAMES))
+def _window_posterior(g: GLLiM, Y: np.ndarray, frame_noise: Optional[np.ndarray],
+                      n_frames: int = REF_FRAMES, n_bins: Optional[int] = None):
+    """Posterior means and variances (N, L) of mean vectors seen as ``n_frames``-frame windows
+    (hierarchical posterior with ``frame_noise``; plain GLLiM noise when it is None)."""
+    noise = None if frame_noise is None else (g.params_.sigma2, frame_noise)
+    eng = PosteriorEngine(g.params_, n_bins=n_bins, noise=noise)
+    n = np.full(Y.shape[1], float(n_frames))
     means, var = [], []
     for y in Y:
-        post = eng.posterior(SufficientStats(n=n, s=REF_FRAMES * y, q=REF_FRAMES * y * y))
+        post = eng.posterior(SufficientStats(n=n, s=n_frames * y, q=n_frames * y * y))
         means.append(post.mean())
         var.append(np.diag(post.covariance()) * post.fit_ratio)
     return np.array(means), np.array(var)
@@ -321,14 +324,7 @@ def two_source_cov_scale(g: GLLiM, recordings: Sequence[np.ndarray], targets: np
 
     X, Y = two_source_set(recordings, targets, cfg, n_pairs=n_mix, seed=seed,
                           level_std_db=level_std_db)
-    eng = PosteriorEngine(g.params_, n_bins=cfg.n_freq)
-    n = np.full(Y.shape[1], float(REF_FRAMES_TWO))
-    r = []
-    for x, y in zip(X, Y):
-        post = eng.posterior(SufficientStats(n=n, s=REF_FRAMES_TWO * y,
-                                             q=REF_FRAMES_TWO * y * y))
-        v = np.diag(post.covariance()) * post.fit_ratio
-        r.append((post.mean() - x) ** 2 / np.maximum(v, 1e-300))
-    r = np.concatenate(r)
+    m, v = _window_posterior(g, Y, None, REF_FRAMES_TWO, n_bins=cfg.n_freq)
+    r = ((m - X) ** 2 / np.maximum(v, 1e-300)).ravel()
     return (max(1.0, float(np.median(r) / _CHI2_1_MEDIAN)),
             max(1.0, float(np.quantile(r, 0.95) / _CHI2_1_Q95)))
