@@ -115,8 +115,7 @@ class SweepSession:
         self.write_error: Optional[str] = None
         self._next_retry = -math.inf
         self.last_files: List[str] = []
-        self._quiet_run = 0
-        self._seen = (0, 0)               # (too quiet, accepted) so far
+        self._quiet_latched = 0            # a quiet run that reached quiet_warn, not yet told
         self._still_since: Optional[float] = None
         self._still_pos: Optional[Tuple[float, float]] = None
         self.last_marker_stamp: Optional[float] = None
@@ -240,21 +239,22 @@ class SweepSession:
         return {"written": written, "recovered": recovered, "error": error or self.write_error}
 
     def _update_quiet(self) -> None:
-        """Count too-quiet segments in a row. Only an accepted sample (audio loud enough) ends
-        the run: a marker lost or a too-fast stretch says nothing about the loudspeaker, and
-        letting them reset the count hid the warning when a silent loudspeaker and a camera
-        stall came together (seen in a fresh-clone CI run)."""
-        quiet = self.segmenter.rejected["too_quiet"]
-        accepted = self.segmenter.accepted
-        if accepted > self._seen[1]:
-            self._quiet_run = 0
-        if quiet > self._seen[0]:
-            self._quiet_run += quiet - self._seen[0]
-        self._seen = (quiet, accepted)
+        """Latch a run of too-quiet segments that reached ``quiet_warn``. The segmenter counts
+        the run in the order the segments were judged (only an accepted sample ends it: a lost
+        marker or a too-fast stretch says nothing about the loudspeaker). The latch keeps a run
+        that began and ended within one processing pass (audio arriving in a burst) until the
+        node has told the user: both hid the warning in fresh-clone CI runs."""
+        peak = self.segmenter.take_quiet_peak()
+        if peak >= self.config.quiet_warn:
+            self._quiet_latched = max(self._quiet_latched, peak)
 
     # ------------------------------------------------------------------ reports
-    def notices(self) -> List[Tuple[str, str]]:
-        """(key, text) of what the user should act on now; empty when all is well."""
+    def notices(self, consume: bool = False) -> List[Tuple[str, str]]:
+        """(key, text) of what the user should act on now; empty when all is well.
+
+        ``consume``: the caller tells the user now (the node's log). It also gets a too-quiet
+        run that ended since its last call (once); without it (status reports) only the run
+        going on now counts."""
         out = []
         if self.write_error:
             out.append(("write", f"cannot write to the dataset folder {self.root}: "
@@ -262,8 +262,12 @@ class SweepSession:
                         f"(at most {self.config.max_unsaved}; {self.dropped} dropped): free "
                         "disk space / make the folder writable, they are written as soon as "
                         "it works (or call ~/stop_sweep, which tries once more)"))
-        if self._quiet_run >= self.config.quiet_warn:
-            out.append(("quiet", f"{self._quiet_run} segments in a row too quiet (below "
+        run = self.segmenter.quiet_run
+        if consume:
+            run = max(run, self._quiet_latched)
+            self._quiet_latched = 0
+        if run >= self.config.quiet_warn:
+            out.append(("quiet", f"{run} segments in a row too quiet (below "
                         f"{self.params.min_rms_dbfs} dBFS): is the loudspeaker playing white "
                         "noise? Turn it on or up (or lower min_rms_dbfs)"))
         if (self._still_since is not None and self.last_marker_stamp is not None

@@ -219,6 +219,10 @@ class SweepSegmenter:
         self.camera = camera
         self.rejected: Dict[str, int] = {r: 0 for r in REASONS}
         self.accepted = 0
+        # too-quiet segments in a row, in the order their audio was judged (only an accepted
+        # sample ends the run), and the longest run since :meth:`take_quiet_peak`
+        self.quiet_run = 0
+        self._quiet_peak = 0
         self._cur: Optional[_Stretch] = None
         self._last_seen: Optional[float] = None
         self._last_stamp: Optional[float] = None
@@ -345,6 +349,12 @@ class SweepSegmenter:
         self._pending = []
         return out
 
+    def take_quiet_peak(self) -> int:
+        """The longest run of too-quiet segments since the last call (then forgotten): a run
+        that began and ended between two calls is still seen."""
+        peak, self._quiet_peak = self._quiet_peak, self.quiet_run
+        return peak
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -360,6 +370,8 @@ class SweepSegmenter:
         dbfs = 20.0 * math.log10(rms) if rms > 0 else -math.inf
         if dbfs < p.min_rms_dbfs:
             self.rejected["too_quiet"] += 1
+            self.quiet_run += 1
+            self._quiet_peak = max(self._quiet_peak, self.quiet_run)
             return None
         if np.mean(np.abs(x) >= p.clip_level) > p.max_clipped_fraction:
             self.rejected["clipped"] += 1
@@ -373,6 +385,7 @@ class SweepSegmenter:
                 d = np.mean([self._direction(q) for q in st.pix], axis=0)
             direction = (float(d[0]), float(d[1]))
         self.accepted += 1
+        self.quiet_run = 0
         return SweepSample(st.t0, st.t1, x.copy(), int(rate), (float(pix[0]), float(pix[1])),
                            direction, st.spread, len(st.pix), dbfs)
 

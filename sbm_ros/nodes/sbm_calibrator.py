@@ -375,7 +375,7 @@ class CalibratorNode(Node):
             if self.session is not sess:
                 return
             res = sess.process(now)
-            notices = sess.notices()
+            notices = sess.notices(consume=True)
         if res['recovered']:
             self.get_logger().info(f"wrote {res['recovered']} held sample(s) to "
                                    f'{sess.root}: the folder is writable again')
@@ -523,10 +523,14 @@ class CalibratorNode(Node):
             sess = self.session
             res = sess.finish(time.monotonic())
             st = sess.status()
-            st['notices'] = [t for _, t in sess.notices()]
+            notices = sess.notices(consume=True)      # the last pass's run is told too
+            st['notices'] = [t for _, t in notices]
             self.last_sweep = st
             self.session = None
             self.state = 'stopped'
+        for key, text in notices:
+            if key != 'write':                          # said below with what to do
+                self._warn(key, text)
         if res['error']:
             self.get_logger().error(
                 f"sweep stopped but {st['unsaved']} sample(s) could not be written to "

@@ -184,3 +184,38 @@ def test_quiet_segments_broken_by_marker_losses_still_warn(tmp_path, cam):
     st = sess.status()
     assert st["rejected"]["too_quiet"] >= 3 and st["rejected"]["marker_lost"] >= 3, st
     assert "loudspeaker playing" in dict(sess.notices()).get("quiet", "")
+
+
+class _NoPasses:
+    """The session with its processing passes held back (audio and markers only queued): what
+    a node sees when a burst of input arrives between two of its timer ticks."""
+
+    def __init__(self, sess):
+        self.sess = sess
+
+    def push_audio(self, *a):
+        self.sess.push_audio(*a)
+
+    def push_marker(self, *a):
+        self.sess.push_marker(*a)
+
+    def process(self, now):
+        pass
+
+
+def test_a_quiet_run_ended_within_one_pass_is_told_once(tmp_path, cam):
+    # a silent stretch and the loud one after it, judged in one pass: the run was over by the
+    # time the node looked, and the warning never came (a fresh-clone CI run). The run is
+    # latched until the node's log takes it, once; status reports see only a run going on
+    sess = SweepSession(str(tmp_path / "ds"), cam, config=SessionConfig(quiet_warn=3))
+    end = feed(_NoPasses(sess), line(100, 300, 240, 6.0), level=1e-5)
+    feed(_NoPasses(sess), line(300, 600, 240, 6.0), t0=end, level=0.1, seed=1)
+    sess.process(100.0)
+    st = sess.status()
+    assert st["rejected"]["too_quiet"] >= 3 and st["accepted"] >= 1, st
+    assert sess.segmenter.quiet_run == 0
+    assert "quiet" not in dict(sess.notices())            # a status report: not going on now
+    told = dict(sess.notices(consume=True))
+    assert "loudspeaker playing" in told.get("quiet", ""), told
+    assert f"{st['rejected']['too_quiet']} segments in a row" in told["quiet"]
+    assert "quiet" not in dict(sess.notices(consume=True))   # told once
