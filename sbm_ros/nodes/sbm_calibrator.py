@@ -673,14 +673,14 @@ class CalibratorNode(Node):
         self.get_logger().info(f'one-source training finished in {res.seconds:.1f} s: '
                                f'{res.model}; cross-validated error {cv_txt}')
         out2 = self.train.get('model_two')
-        if out2 and self._start_two_source(run.root, out2):
-            return
-        self._trained(res.model, None)
+        if out2:
+            self._start_two_source(run.root, out2)
+        else:
+            self._trained(res.model, None)
 
-    def _start_two_source(self, root: str, out2: str) -> bool:
+    def _start_two_source(self, root: str, out2: str) -> None:
         """Start the two-source run on the dataset ``root`` the one-source model came from;
-        when it cannot start, say so and hand the one-source model over alone. True: this
-        took over (training runs or is over)."""
+        when it cannot start, say so and hand the one-source model over alone."""
         ts = self.train['two_source']
         run = TrainingRun(root, out2, self.p['train_max_iter'], ts['components'], sources=2,
                           pairs=ts['pairs'])
@@ -693,7 +693,7 @@ class CalibratorNode(Node):
             self.get_logger().error(f'two-source training: cannot start: {exc}; handing over '
                                     'the one-source model alone')
             self._trained(self.train['model'], None, one_source=True)
-            return True
+            return
         with self._lock:
             self.train_run = run
             self.train.update(step='two_source', pid=run.pid)
@@ -702,7 +702,6 @@ class CalibratorNode(Node):
                                f"{ts['components'] or 'automatic'}, pid {run.pid}); model -> "
                                f'{out2}')
         self._publish_status()
-        return True
 
     def _two_source_done(self, res):
         ts = self.train['two_source']
