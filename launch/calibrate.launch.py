@@ -11,8 +11,10 @@ watching ``calibration_overlay`` (covered cells green, missing red) and
 
     ros2 service call /sbm_calibrator/train std_srvs/srv/Trigger
 
-fits the model (cross-validated error on the status topic and in the model file) and hands it
-to the running sbm_localizer (its ``model_path``); ``train_on_stop:=true`` trains on stop.
+fits the one-source model (cross-validated error on the status topic and in the model file),
+then a two-source model from the same sweep (``train_two_source:=false``: one-source only), and
+hands both to the running sbm_localizer (``model_path``, ``model_path_two``, ``n_sources: 0``,
+automatic one/two-source mode); ``train_on_stop:=true`` trains on stop.
 
 Usage:
     ros2 launch sbm_ros calibrate.launch.py image:=/camera/image_raw \\

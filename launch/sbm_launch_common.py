@@ -126,8 +126,15 @@ CALIBRATOR_ARGS = [
     ('train_on_stop', CALIBRATOR, 'train_on_stop', 'bool', 'train when ~/stop_sweep ends a sweep'),
     ('train_components', CALIBRATOR, 'train_components', 'int',
      'GLLiM components for ~/train (0 = automatic)'),
+    ('train_two_source', CALIBRATOR, 'train_two_source', 'bool',
+     '~/train also fits a two-source model from the same sweep and hands both over (automatic '
+     'one/two-source mode)'),
+    ('train_pairs', CALIBRATOR, 'train_pairs', 'int', 'two-source training mixtures'),
+    ('train_components_two', CALIBRATOR, 'train_components_two', 'int',
+     'GLLiM components of the two-source model (0 = automatic)'),
     ('localizer_node', CALIBRATOR, 'localizer_node', 'str',
-     'node whose model_path ~/train sets (the localizer of this launch is sbm_localizer)'),
+     'node whose model_path (and model_path_two, n_sources) ~/train sets (the localizer of this '
+     'launch is sbm_localizer)'),
 ]
 CALIBRATE_ARGS = [a for a in TRAINING_ARGS if a[1] in (CAPTURE, LOCALIZER)] + CALIBRATOR_ARGS
 

@@ -4,17 +4,22 @@
 (and :func:`run`) does, with progress on the terminal:
 
 1. starts ``sbm_localizer`` (no model yet) and ``sbm_calibrator`` (dataset in ``OUT/dataset``,
-   model to ``OUT/model_sweep.npz``) as separate processes on ``$ROS_DOMAIN_ID``; this process
-   plays the camera driver's ``camera_info`` until ``~/start_sweep`` is accepted;
+   models to ``OUT/model_sweep.npz`` and ``OUT/model_sweep_2src.npz``) as separate processes on
+   ``$ROS_DOMAIN_ID``; this process plays the camera driver's ``camera_info`` until
+   ``~/start_sweep`` is accepted;
 2. starts ``virtual_head`` with ``sweep`` (default ``config/sweep_scenario.yaml``): it renders
    the moving loudspeaker (white noise, ArUco marker) and publishes the audio and the images at
    ``--rate`` x real time (stamps in scene time, so the segmentation is the same as live);
-3. when the sweep has played: ``~/stop_sweep``, ``~/train`` (``sbm-train`` in the background,
-   cross-validated error stored in the model file and reported on
-   ``~/calibration_status``), and the hand-over of the model to the running ``sbm_localizer``;
-4. unless ``--no-demo``: the demo scene (:mod:`sbm_ros.apps.demo`, one-source mode) twice, with
-   the sweep model (``--model-one``) and with today's 432-position grid model, and compares them
-   (mean error of the one-talker utterances, speaking face correct).
+3. when the sweep has played: ``~/stop_sweep``, ``~/train`` (``sbm-train`` in the background:
+   the one-source model, its cross-validated error stored in the model file and reported on
+   ``~/calibration_status``, then the two-source model from the same sweep, ``--pairs``
+   mixtures, K = ``--components-two``, its error on fresh mixtures likewise), and the hand-over
+   of both to the running ``sbm_localizer`` (automatic one/two-source mode);
+4. unless ``--no-demo``: the demo scene (:mod:`sbm_ros.apps.demo`) twice in its normal
+   automatic one/two-source mode, with the sweep models (``--model-one`` / ``--model-two``) and
+   with today's grid models (432 positions, and their pairs), and compares them (mean error of
+   the one-talker utterances, speaking face correct, the utterances whose speaking face was
+   wrong).
 
 Writes ``OUT/calibrate_ros.json`` (all figures), the node logs in ``OUT/logs`` and the demo
 outputs in ``OUT/demo_sweep`` / ``OUT/demo_grid``. Exit code 0 when it ran through, 1 when a
@@ -115,12 +120,13 @@ class _Ros:
             self.rclpy.try_shutdown(context=self.ctx)
 
 
-def _demo(model: Optional[str], out: str, rate: float, say, timeout: float) -> Dict:
-    """One demo run (one-source mode) as a subprocess; its scores."""
-    cmd = [sys.executable, "-m", "sbm_ros.apps.demo", "--one-source", "--no-video",
+def _demo(models: Optional[tuple], out: str, rate: float, say, timeout: float) -> Dict:
+    """One demo run (automatic one/two-source mode) as a subprocess, with ``models`` (one-
+    and two-source file) or the demo's grid models (None); its scores."""
+    cmd = [sys.executable, "-m", "sbm_ros.apps.demo", "--no-video",
            "--out", out, "--rate", f"{rate:g}"]
-    if model:
-        cmd += ["--model-one", model]
+    if models:
+        cmd += ["--model-one", models[0], "--model-two", models[1]]
     say(f"demo: {' '.join(cmd[1:])}")
     log = out + ".log"
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -135,14 +141,23 @@ def _demo(model: Optional[str], out: str, rate: float, say, timeout: float) -> D
     if rc != 0 or not os.path.exists(path):
         raise StepFailed(f"the demo failed (exit code {rc}; log {log})")
     with open(path) as fh:
-        s = json.load(fh)["scores"]
-    return {"single_mean_error_deg": s.get("single_mean_error_deg"),
+        d = json.load(fh)
+    s, meta = d["scores"], d.get("meta", {})
+    misses = [{"index": u["index"], "who": u["who"], "mode": u.get("mode"),
+               "error_deg": u.get("error_deg"), "est_azimuth_deg": u.get("est_azimuth_deg"),
+               "est_elevation_deg": u.get("est_elevation_deg"), "marked": u.get("marked"),
+               "marked_fraction": u.get("marked_fraction")}
+              for u in s.get("utterances", []) if not u.get("speaking_correct")]
+    return {"mode": meta.get("localizer mode"), "model_files": meta.get("model files"),
+            "single_mean_error_deg": s.get("single_mean_error_deg"),
             "single_max_error_deg": s.get("single_max_error_deg"),
             "single_within_3deg": s.get("single_within_3deg"), "n_single": s.get("n_single"),
             "speaking_correct": s.get("speaking_correct"),
             "n_utterances": s.get("n_utterances"),
             "speaking_accuracy": s.get("speaking_accuracy"),
-            "seconds": round(time.monotonic() - t, 1), "log": log}
+            "speaking_correct_overlap": s.get("speaking_correct_overlap"),
+            "n_overlap": s.get("n_overlap"), "overlap_errors_deg": s.get("overlap_errors_deg"),
+            "misses": misses, "seconds": round(time.monotonic() - t, 1), "log": log}
 
 
 def _fmt(v, f="{:.2f}"):
@@ -209,8 +224,14 @@ def _train_phase(ros: _Ros, say, timings) -> Dict:
     if not ok:
         raise StepFailed(f"~/train refused: {msg}")
 
+    steps = set()
+
     def settled():
         tr = (ros.status or {}).get("train", {})
+        if tr.get("step") == "two_source" and "two_source" not in steps:
+            steps.add("two_source")
+            say(f"one-source model done in {tr.get('seconds')} s; training the two-source model "
+                f"({(tr.get('two_source') or {}).get('pairs')} pairs)")
         return tr.get("state") == "failed" or (tr.get("state") == "done" and
                                                tr.get("handoff") not in (None, "pending"))
     if not ros.spin_until(settled, 900):
@@ -224,7 +245,8 @@ def _train_phase(ros: _Ros, say, timings) -> Dict:
 
 def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
         rate: float = 3.0, demo: bool = True, demo_rate: float = 2.0, components: int = 32,
-        min_train_samples: int = 20, say: Callable[[str], None] = say_default) -> Dict:
+        min_train_samples: int = 20, say: Callable[[str], None] = say_default,
+        components_two: int = 60, pairs: int = 10000) -> Dict:
     """The whole run (module docstring); returns the figures (also in
     ``OUT/calibrate_ros.json``). Raises :class:`StepFailed` when a step fails."""
     from sbm_ros.core.model import SBMModel
@@ -235,7 +257,8 @@ def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
     logs = os.path.join(out, "logs")
     ds = os.path.join(out, "dataset")
     model = os.path.join(out, "model_sweep.npz")
-    for p in (ds, logs, model):
+    model2 = os.path.join(out, "model_sweep_2src.npz")
+    for p in (ds, logs, model, model2):
         shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (
             os.unlink(p) if os.path.exists(p) else None)
     os.makedirs(logs, exist_ok=True)
@@ -247,7 +270,9 @@ def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
     say(f"sweep {sc.name!r} ({sc.source}): {sc.duration_s:.0f} s of scene, camera "
         f"{sc.camera_name}; ROS_DOMAIN_ID={domain}; logs in {logs}")
     cal_p = {"dataset_dir": ds, "image_reliability": "reliable", "model_output": model,
-             "train_components": int(components), "marker_id": int(sc.marker_id),
+             "train_components": int(components), "train_two_source": True,
+             "model_output_two": model2, "train_components_two": int(components_two),
+             "train_pairs": int(pairs), "marker_id": int(sc.marker_id),
              "marker_dictionary": sc.marker_dictionary, "localizer_node": "sbm_localizer",
              "min_train_samples": int(min_train_samples), "handoff_timeout": 30.0}
     runs = {"sbm_localizer": NodeRun("sbm_localizer", {}, logs, env),
@@ -275,8 +300,25 @@ def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
                         "cv_error_in_model_file": stored, "handoff": tr.get("handoff"),
                         "train_s": tr.get("seconds")}
         say(f"model {model}: cross-validated error "
-            f"{', '.join(f'{k} {v:.2f}' for k, v in (stored or {}).items())}; "
-            f"{tr.get('handoff')}")
+            f"{', '.join(f'{k} {v:.2f}' for k, v in (stored or {}).items())} "
+            f"({tr.get('seconds')} s)")
+        ts = tr.get("two_source") or {}
+        if ts.get("state") != "done":
+            raise StepFailed(f"two-source training {ts.get('state')}: {ts.get('message')} "
+                             f"(log {ts.get('log')}); {tr.get('handoff')}")
+        m2 = SBMModel.load(model2)
+        res["model_two"] = {"path": model2, "mix_error": ts.get("mix_error"),
+                            "mix_error_in_model_file": m2.info.get("mix_error"),
+                            "cov_scale": ts.get("cov_scale"), "pairs": ts.get("pairs"),
+                            "n_components": m2.n_components, "train_s": ts.get("seconds")}
+        res["handoff"] = tr.get("handoff")
+        say(f"two-source model {model2}: K={m2.n_components}, {ts.get('pairs')} pairs, error on "
+            f"fresh mixtures of the recorded positions "
+            f"{', '.join(f'{k} {v:.2f}' for k, v in (ts.get('mix_error') or {}).items())} "
+            f"({ts.get('seconds')} s)")
+        say(str(tr.get("handoff")))
+        if not str(tr.get("handoff", "")).startswith("models handed to"):
+            raise StepFailed(f"hand-over of the models: {tr.get('handoff')}")
     finally:
         if ros is not None:
             ros.close()
@@ -286,7 +328,8 @@ def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
     if demo:
         t = time.monotonic()
         limit = 1800.0
-        res["demo_sweep"] = _demo(model, os.path.join(out, "demo_sweep"), demo_rate, say, limit)
+        res["demo_sweep"] = _demo((model, model2), os.path.join(out, "demo_sweep"), demo_rate,
+                                  say, limit)
         res["demo_grid"] = _demo(None, os.path.join(out, "demo_grid"), demo_rate, say, limit)
         a = res["demo_sweep"]["single_mean_error_deg"]
         b = res["demo_grid"]["single_mean_error_deg"]
@@ -294,10 +337,17 @@ def run(out_dir: str = "out/calibrate_ros", sweep_path: Optional[str] = None,
         timings["demo"] = round(time.monotonic() - t, 1)
         for k in ("demo_sweep", "demo_grid"):
             d = res[k]
-            say(f"{k}: one-talker mean error {_fmt(d['single_mean_error_deg'])} deg (max "
+            say(f"{k} ({d['mode']}): one-talker mean error "
+                f"{_fmt(d['single_mean_error_deg'])} deg (max "
                 f"{_fmt(d['single_max_error_deg'])}), {d['single_within_3deg']}/{d['n_single']}"
                 f" within 3 deg; speaking face correct {d['speaking_correct']}/"
-                f"{d['n_utterances']} ({_fmt(100 * (d['speaking_accuracy'] or 0), '{:.0f}')} %)")
+                f"{d['n_utterances']} ({_fmt(100 * (d['speaking_accuracy'] or 0), '{:.0f}')} %)"
+                f", overlap errors {', '.join(_fmt(e) for e in d['overlap_errors_deg'] or [])}"
+                " deg")
+            for u in d["misses"]:
+                say(f"  speaking face wrong: #{u['index']} {u['who']} ({u['mode']}), error "
+                    f"{_fmt(u['error_deg'])} deg (estimate az {_fmt(u['est_azimuth_deg'])}, el "
+                    f"{_fmt(u['est_elevation_deg'])}), marked {', '.join(u['marked']) or '-'}")
         say(f"error ratio sweep / grid: {_fmt(res['error_ratio'], '{:.3f}')}")
     timings["total"] = round(time.monotonic() - t_all, 1)
     with open(os.path.join(out, "calibrate_ros.json"), "w") as fh:
@@ -315,16 +365,24 @@ def main(argv=None) -> int:
                     help="virtual head speed, x real time (default 3)")
     ap.add_argument("--demo-rate", type=float, default=2.0,
                     help="speed of the demo runs (default 2)")
-    ap.add_argument("-K", "--components", type=int, default=32, help="GLLiM K (default 32)")
+    ap.add_argument("-K", "--components", type=int, default=32,
+                    help="GLLiM K, one source (default 32)")
+    ap.add_argument("--components-two", type=int, default=60,
+                    help="GLLiM K, two sources (default 60, as the demo's grid model)")
+    ap.add_argument("--pairs", type=int, default=10000,
+                    help="two-source training mixtures (default 10000, as the demo's)")
     ap.add_argument("--no-demo", action="store_true",
-                    help="skip the demo scene comparison with the grid model")
+                    help="skip the demo scene comparison with the grid models")
     args = ap.parse_args(argv)
-    if not args.rate > 0 or not args.demo_rate > 0 or args.components < 1:
-        print("calibrate: --rate and --demo-rate must be > 0, -K >= 1", file=sys.stderr)
+    if not args.rate > 0 or not args.demo_rate > 0 or args.components < 1 \
+            or args.components_two < 1 or args.pairs < 1:
+        print("calibrate: --rate and --demo-rate must be > 0, -K, --components-two and --pairs "
+              ">= 1", file=sys.stderr)
         return 2
     from sbm_ros.sim.scenario import ScenarioError
     try:
-        run(args.out, args.sweep, args.rate, not args.no_demo, args.demo_rate, args.components)
+        run(args.out, args.sweep, args.rate, not args.no_demo, args.demo_rate, args.components,
+            components_two=args.components_two, pairs=args.pairs)
     except ScenarioError as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
         return 2

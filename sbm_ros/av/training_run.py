@@ -1,6 +1,8 @@
-"""A model fitted on a capture dataset in a separate process (``av_fusion``'s ``~/train``).
+"""A model fitted on a dataset folder in a separate process (the ``~/train`` of ``av_fusion``
+and ``sbm_calibrator``).
 
-:class:`TrainingRun` starts ``python -m sbm_ros.apps.cli DATASET -o MODEL ...`` (``sbm-train``)
+:class:`TrainingRun` starts ``python -m sbm_ros.apps.cli DATASET -o MODEL ...`` (``sbm-train``,
+one- or two-source)
 with its output in ``MODEL.log``, is polled without blocking, and reports the outcome from the
 exit code and the log. The subprocess is run by module name: nothing of ``apps`` is imported
 here. The package's own folder is put first on the child's PYTHONPATH, so the child trains with
@@ -27,10 +29,22 @@ def default_model_path(root: str) -> str:
                         f'{int(time.time() * 1000) % 1000:03d}.npz')
 
 
-def train_command(root: str, out: str, max_iter: int, components: int = 0) -> List[str]:
-    """``sbm-train`` command line: ``components`` K, or automatic when 0."""
+def two_source_path(one_source_path: str) -> str:
+    """The two-source model file that goes with a one-source one: ``<stem>_2src.npz``."""
+    stem = one_source_path[:-4] if one_source_path.endswith('.npz') else one_source_path
+    return stem + '_2src.npz'
+
+
+def train_command(root: str, out: str, max_iter: int, components: int = 0, sources: int = 1,
+                  pairs: int = 0) -> List[str]:
+    """``sbm-train`` command line: ``components`` K, or automatic when 0; ``sources`` 2 fits a
+    two-source model on ``pairs`` mixtures of the recordings (sbm-train's default when 0)."""
     cmd = [sys.executable, '-m', 'sbm_ros.apps.cli', root, '-o', out,
            '--max-iter', str(int(max_iter))]
+    if int(sources) != 1:
+        cmd += ['--sources', str(int(sources))]
+        if pairs > 0:
+            cmd += ['--pairs', str(int(pairs))]
     return cmd + (['-K', str(int(components))] if components > 0 else ['--auto-components'])
 
 
@@ -55,10 +69,11 @@ class TrainingRun:
     """One training subprocess: ``start()`` (raises OSError), ``poll()`` -> None while it runs,
     then its :class:`TrainingOutcome` (once); ``stop()`` terminates it."""
 
-    def __init__(self, root: str, out: str, max_iter: int = 100, components: int = 0):
-        self.root, self.out = root, out
+    def __init__(self, root: str, out: str, max_iter: int = 100, components: int = 0,
+                 sources: int = 1, pairs: int = 0):
+        self.root, self.out, self.sources = root, out, int(sources)
         self.log = out + '.log'
-        self.cmd = train_command(root, out, max_iter, components)
+        self.cmd = train_command(root, out, max_iter, components, sources, pairs)
         self.proc: Optional[subprocess.Popen] = None
         self.t0 = 0.0
 

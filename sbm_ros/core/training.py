@@ -39,13 +39,16 @@ class TrainResult:
     target_space: str
     target_names: list
     cv_error: Optional[dict] = None   # name -> mean abs cross-validated error (calibrated)
+    mix_error: Optional[dict] = None  # two sources: name -> mean abs error on fresh mixtures
 
     def summary(self) -> str:
         return (f"wrote {self.path}: K={self.n_components} (asked {self.n_components_asked}), "
                 f"{self.n_iter} EM iterations, log-likelihood {self.log_likelihood:.3f}, fit "
                 f"{self.fit_time_s:.1f} s, total {self.total_time_s:.1f} s"
                 + ("" if not self.cv_error else "; cross-validated error " + ", ".join(
-                    f"{n} {v:.2f}" for n, v in self.cv_error.items())))
+                    f"{n} {v:.2f}" for n, v in self.cv_error.items()))
+                + ("" if not self.mix_error else "; error on fresh mixtures " + ", ".join(
+                    f"{n} {v:.2f}" for n, v in self.mix_error.items())))
 
 
 def auto_components(n_train: int, n_sources: int = 1, per_component: int = 5) -> int:
@@ -103,12 +106,13 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
     Two sources: K = 100 by default, capped at half the number of distinct position pairs
     (with a message); an explicit K above the number of distinct pairs is refused. With
     ``calibrate`` the model stores ``cov_scale`` measured on fresh mixtures of the recordings
-    (:func:`.calibration.two_source_cov_scale`).
+    (:func:`.calibration.two_source_check`) and, as ``info["mix_error"]``, the mean absolute
+    error on those mixtures per target dimension (not cross-validated: recorded positions).
     Every model stores the recorded field (``info["field"]``: bounding box and margin per
     target dimension) so the localiser can mark estimates outside it.
     """
     from .calibration import CalibrationError, check_positions, fit_one_source, \
-        frame_correlation, two_source_cov_scale
+        frame_correlation, two_source_check
     from .dataset import (DatasetError, frame_variance, load_recordings,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
@@ -201,11 +205,15 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
         gllim = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed,
                       verbose=verbose).fit(X, Y)
         if n_sources == 2 and calibrate:
-            cs, cs95 = two_source_cov_scale(gllim, recs, targets, cfg, seed=seed + 1,
-                                            level_std_db=level_std_db)
-            say(f"covariance factor {cs:.1f} (measured on fresh two-source mixtures of the "
-                f"recorded positions)")
-            extra = {"cov_scale": cs, "cov_scale_q95": cs95}
+            chk = two_source_check(gllim, recs, targets, cfg, seed=seed + 1,
+                                   level_std_db=level_std_db)
+            mix = dict(zip(names, chk.mix_error))
+            say(f"covariance factor {chk.cov_scale:.1f}, mean absolute error "
+                f"{', '.join(f'{n} {v:.2f}' for n, v in mix.items())} ({ds.units}; measured on "
+                f"{chk.n_mix} fresh two-source mixtures of the recorded positions, not "
+                f"cross-validated)")
+            extra = {"cov_scale": chk.cov_scale, "cov_scale_q95": chk.cov_scale_q95,
+                     "mix_error": mix}
     model = SBMModel.from_gllim(gllim, cfg, n_sources=n_sources, dims_per_source=len(names),
                                 target_space=ds.units, camera=ds.camera, n_train=X.shape[0],
                                 frame_var=frame_var,
@@ -219,6 +227,6 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                       n_iter=int(gllim.n_iter_), log_likelihood=float(gllim.lower_bound_),
                       fit_time_s=float(gllim.fit_time_), total_time_s=time.perf_counter() - t0,
                       target_space=ds.units, target_names=list(names),
-                      cv_error=extra.get("cv_error"))
+                      cv_error=extra.get("cv_error"), mix_error=extra.get("mix_error"))
     say(res.summary())
     return res

@@ -157,8 +157,8 @@ PARAMS = [
     Param('train_components', 0, 'GLLiM components K for ~/train (0 = automatic: 32 capped at '
           'samples/5)', non_negative),
     Param('train_max_iter', 100, 'EM iterations at most for ~/train', positive),
-    Param('handoff_timeout', 10.0, 'seconds to wait for the localizer set_parameters service',
-          positive),
+    Param('handoff_timeout', 10.0, 'seconds to wait for the localizer '
+          'set_parameters_atomically service', positive),
     # --- ROS4HRI ------------------------------------------------------------------------------
     Param('ros4hri', False, 'publish /humans/candidate_matches (hri_msgs/IdsMatch, VOICE <-> '
           'FACE) for sound estimates that carry a voice id (sbm_localizer with ros4hri) and '

@@ -14,12 +14,21 @@ the camera's view (about three minutes) while this node records continuously:
   audio missing) is counted by reason;
 * ``~/stop_sweep`` closes the open segment and writes what is left (and trains when
   ``train_on_stop``);
-* ``~/train`` fits a one-source model in a separate process (``sbm-train``, with the
-  cross-validated error, which the model file stores), reports that error and hands the model
-  to ``localizer_node`` (its ``model_path``, :mod:`.model_handoff`, as ``av_fusion`` does);
+* ``~/train`` fits, in a separate process (``sbm-train``), a one-source model (with the
+  cross-validated error, which the model file stores) and then, with ``train_two_source`` (the
+  default), a two-source model from the same folder (``train_pairs`` random pairs of its
+  recordings mixed, K = ``train_components_two``; the model file stores its covariance factor
+  and its error on fresh mixtures); it reports both and hands them to ``localizer_node`` in one
+  call (``model_path``, ``model_path_two`` and ``n_sources: 0``, the automatic one/two-source
+  mode; :mod:`.model_handoff`). Without ``train_two_source`` the one-source model alone is
+  handed over (``model_path``); when only the two-source training fails, it is handed over
+  with ``n_sources: 1`` and ``model_path_two`` cleared (no older two-source model stays in use
+  next to it);
 * ``~/calibration_status`` (std_msgs/String, JSON, transient-local): state, samples, coverage
   and ``complete``, missing cells, rejected segments by reason, held (unsaved) samples and the
-  write error, stalled inputs, the training outcome and its cross-validated error;
+  write error, stalled inputs, the training outcome (``train``: both models, the
+  cross-validated error of the one-source one, ``two_source`` with the other's figures, the
+  hand-over);
 * ``calibration_overlay`` (sensor_msgs/Image, camera header): the image with the coverage grid
   (covered cells green, missing red), the marker and the open segment.
 
@@ -58,7 +67,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from sbm_ros.av import image_io
-from sbm_ros.av.training_run import TrainingRun, default_model_path
+from sbm_ros.av.training_run import TrainingRun, default_model_path, two_source_path
 from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
 from .model_handoff import ModelHandoff
@@ -140,12 +149,21 @@ PARAMS = [
     Param('train_components', 32, 'GLLiM components K for ~/train (0 = automatic)',
           non_negative),
     Param('train_max_iter', 100, 'EM iterations at most for ~/train', positive),
+    Param('train_two_source', True, '~/train also fits a two-source model from the same '
+          'dataset (after the one-source one; about as long again, ~1 GB of memory with 10000 '
+          'pairs) and hands both to localizer_node (n_sources 0: automatic one/two-source)'),
+    Param('train_pairs', 10000, 'two-source training mixtures (random pairs of the recordings)',
+          _at_least_one),
+    Param('train_components_two', 60, 'GLLiM components K of the two-source model (0 = '
+          'automatic)', non_negative),
     Param('model_output', '', "model file written by ~/train ('' = "
           "<dataset_dir>/models/model_<time>.npz, a new file each time)"),
-    Param('localizer_node', 'sbm_localizer', "node whose model_path is set after training ('' "
-          "= none)"),
-    Param('handoff_timeout', 10.0, 'seconds to wait for the localizer set_parameters service',
-          positive),
+    Param('model_output_two', '', "two-source model file written by ~/train ('' = the "
+          "one-source file's name with _2src: <model>_2src.npz)"),
+    Param('localizer_node', 'sbm_localizer', "node whose model_path (and model_path_two, "
+          "n_sources) is set after training ('' = none)"),
+    Param('handoff_timeout', 10.0, 'seconds to wait for the localizer '
+          'set_parameters_atomically service', positive),
 ]
 
 
@@ -602,6 +620,14 @@ class CalibratorNode(Node):
                                'to repair it')
             out = str(self.p['model_output']).strip()
             out = os.path.abspath(os.path.expanduser(out)) if out else default_model_path(root)
+            out2 = None
+            if self.p['train_two_source']:
+                out2 = str(self.p['model_output_two']).strip()
+                out2 = os.path.abspath(os.path.expanduser(out2)) if out2 \
+                    else two_source_path(out)
+                if out2 == out:
+                    return False, (f'model_output_two is the one-source model file {out!r}: '
+                                   'choose another file')
             run = TrainingRun(root, out, self.p['train_max_iter'], self.p['train_components'])
             try:
                 run.start()
@@ -609,8 +635,15 @@ class CalibratorNode(Node):
                 return False, f'cannot start training: {exc}'
             self.train_run = run
             self.state = 'training'
-            self.train = {'state': 'running', 'samples': n, 'model': out, 'pid': run.pid}
-        msg = f'training started on {n} samples in {root} (pid {run.pid}); model -> {out}'
+            self.train = {'state': 'running', 'step': 'one_source', 'samples': n,
+                          'model': out, 'model_two': out2, 'pid': run.pid}
+            if out2:
+                self.train['two_source'] = {
+                    'state': 'pending', 'model': out2, 'pairs': int(self.p['train_pairs']),
+                    'components': int(self.p['train_components_two'])}
+            self._train_t0 = time.monotonic()
+        msg = (f'training started on {n} samples in {root} (pid {run.pid}); model -> {out}'
+               + (f', then the two-source model -> {out2}' if out2 else ''))
         self.get_logger().info(msg)
         return True, msg
 
@@ -621,31 +654,105 @@ class CalibratorNode(Node):
             if res is None:
                 return
             self.train_run = None
+        if run.sources == 2:
+            self._two_source_done(res)
+            return
         if not res.ok:
             with self._lock:
                 self.state = 'train_failed'
                 self.train.update(state='failed', message=res.message, log=res.log,
                                   seconds=round(res.seconds, 1))
+                self.train.pop('step', None)
+                if 'two_source' in self.train:
+                    self.train['two_source']['state'] = 'not run'
             self.get_logger().error(f'training failed after {res.seconds:.1f} s: '
                                     f'{res.message} (log {res.log})')
             self._publish_status()
             return
-        cv = None
+        cv = self._model_info(res.model, 'cv_error')
+        with self._lock:
+            self.train.update(message=res.message, seconds=round(res.seconds, 1), cv_error=cv,
+                              log=res.log)
+        cv_txt = ', '.join(f'{k} {v:.2f}' for k, v in (cv or {}).items()) or 'n/a'
+        self.get_logger().info(f'one-source training finished in {res.seconds:.1f} s: '
+                               f'{res.model}; cross-validated error {cv_txt}')
+        out2 = self.train.get('model_two')
+        if out2:
+            self._start_two_source(run.root, out2)
+        else:
+            self._trained(res.model, None)
+
+    def _start_two_source(self, root: str, out2: str) -> None:
+        """Start the two-source run on the dataset ``root`` the one-source model came from;
+        when it cannot start, say so and hand the one-source model over alone."""
+        ts = self.train['two_source']
+        run = TrainingRun(root, out2, self.p['train_max_iter'], ts['components'], sources=2,
+                          pairs=ts['pairs'])
+        try:
+            run.start()
+        except OSError as exc:
+            with self._lock:
+                ts.update(state='failed', message=f'cannot start training: {exc}')
+                self.train['model_two'] = None
+            self.get_logger().error(f'two-source training: cannot start: {exc}; handing over '
+                                    'the one-source model alone')
+            self._trained(self.train['model'], None, one_source=True)
+            return
+        with self._lock:
+            self.train_run = run
+            self.train.update(step='two_source', pid=run.pid)
+            ts.update(state='running')
+        self.get_logger().info(f"two-source training started ({ts['pairs']} pairs, K="
+                               f"{ts['components'] or 'automatic'}, pid {run.pid}); model -> "
+                               f'{out2}')
+        self._publish_status()
+
+    def _two_source_done(self, res):
+        ts = self.train['two_source']
+        if not res.ok:
+            with self._lock:
+                ts.update(state='failed', message=res.message, log=res.log,
+                          seconds=round(res.seconds, 1))
+                self.train['model_two'] = None
+            self.get_logger().error(f'two-source training failed after {res.seconds:.1f} s: '
+                                    f'{res.message} (log {res.log}); handing over the '
+                                    'one-source model alone')
+            self._trained(self.train['model'], None, one_source=True)
+            return
+        info = self._model_info(res.model, None) or {}
+        mix = info.get('mix_error')
+        with self._lock:
+            ts.update(state='done', message=res.message, log=res.log,
+                      seconds=round(res.seconds, 1), mix_error=mix,
+                      cov_scale=info.get('cov_scale'))
+        mix_txt = ', '.join(f'{k} {v:.2f}' for k, v in (mix or {}).items()) or 'n/a'
+        self.get_logger().info(f'two-source training finished in {res.seconds:.1f} s: '
+                               f'{res.model}; error on fresh mixtures of the recorded '
+                               f'positions {mix_txt}')
+        self._trained(self.train['model'], res.model)
+
+    def _model_info(self, path: str, key: Optional[str]):
+        """``info[key]`` of a model file (all of ``info`` when key is None), None when it
+        cannot be read (a warning; the model is still handed over)."""
         try:
             from sbm_ros.core.model import SBMModel
-            cv = SBMModel.load(res.model).info.get('cv_error')
+            info = SBMModel.load(path).info
+            return info if key is None else info.get(key)
         except Exception as exc:  # noqa: BLE001 - reported, the model is still handed over
-            self.get_logger().warning(f'cannot read the cross-validated error of '
-                                      f'{res.model}: {exc}')
+            self.get_logger().warning(f'cannot read {key or "the figures"} of {path}: {exc}')
+            return None
+
+    def _trained(self, model: str, model_two: Optional[str], one_source: bool = False):
+        """Training is over with a one-source ``model`` (and ``model_two``): hand over
+        (``one_source``: the two-source training failed, see :class:`ModelHandoff`)."""
         with self._lock:
             self.state = 'trained'
-            self.train.update(state='done', message=res.message, seconds=round(res.seconds, 1),
-                              cv_error=cv, handoff='pending')
-        cv_txt = ', '.join(f'{k} {v:.2f}' for k, v in (cv or {}).items()) or 'n/a'
-        self.get_logger().info(f'training finished in {res.seconds:.1f} s: {res.model}; '
-                               f'cross-validated error {cv_txt}')
+            self.train.update(state='done', handoff='pending',
+                              total_seconds=round(time.monotonic() - self._train_t0, 1))
+            self.train.pop('step', None)
         self._publish_status()
-        self.handoff.send(res.model, self.p['localizer_node'], self.p['handoff_timeout'])
+        self.handoff.send(model, self.p['localizer_node'], self.p['handoff_timeout'],
+                          path_two=model_two, one_source=one_source)
 
     def _on_handoff(self, text, error):
         with self._lock:
@@ -674,6 +781,7 @@ class CalibratorNode(Node):
 
     sweep_started = 0.0
     _held = None
+    _train_t0 = 0.0
 
 
 def main(args=None):

@@ -1,5 +1,6 @@
 """sbm_calibrator over real DDS: a sweep with bad input, refusals, bad parameters, a full or
-unwritable dataset folder and a ``kill -9`` in the middle of a sweep.
+unwritable dataset folder and a ``kill -9`` in the middle of a sweep; ``~/train`` fitting the
+one- and the two-source model and handing both to a running sbm_localizer.
 
 The node runs as a subprocess; this process is the camera (a grey room with the loudspeaker's
 ArUco marker moving along a path), the microphone (white noise, no head: the calibrator does not
@@ -340,3 +341,100 @@ def test_full_or_unwritable_folder_and_kill_9_lose_nothing(ros, tmp_path):
         assert ros.spin_until(lambda: status and status[-1]['state'] == 'stopped', 5)
         assert status[-1]['samples'] == count_rows(str(ds)) > rows
         assert check_dataset(str(ds)).ok
+
+
+def _get_params(ros, node_name, names):
+    """{name: value} of ``node_name``'s parameters (string, integer)."""
+    from rcl_interfaces.srv import GetParameters
+    cli = ros.node.create_client(GetParameters, f'/{node_name}/get_parameters')
+    try:
+        assert cli.wait_for_service(timeout_sec=10)
+        fut = cli.call_async(GetParameters.Request(names=list(names)))
+        assert ros.spin_until(fut.done, 10)
+        return {n: (v.string_value if v.type == 4 else v.integer_value)
+                for n, v in zip(names, fut.result().values)}
+    finally:
+        ros.node.destroy_client(cli)
+
+
+def _wait_trained(ros, status, since):
+    """The train status of the ~/train started after ``len(status) == since``, once settled
+    (training over and the hand-over answered)."""
+    def settled():
+        for st in status[since:]:
+            tr = st.get('train', {})
+            if tr.get('state') == 'failed' or (tr.get('state') == 'done'
+                                               and tr.get('handoff') not in (None, 'pending')):
+                return True
+        return False
+    assert ros.spin_until(settled, 120), status[-1].get('train')
+    return status[-1]['train']
+
+
+def test_train_fits_both_models_and_hands_them_to_the_localizer(ros, tmp_path):
+    # ~/train on a dataset folder (the toy head: 14 positions): the one-source model, then the
+    # two-source one from the same recordings, both reported and handed to sbm_localizer in one
+    # call (automatic mode); then a two-source training that fails: the one-source model alone,
+    # with the localizer set back to one source
+    from synth import make_dataset
+    from sbm_ros.core.model import SBMModel
+    ds = tmp_path / 'ds'
+    make_dataset(str(ds), np.arange(-30.0, 31.0, 10.0), [-10.0, 10.0], duration=0.4)
+    # a node name of its own: the calibrator killed by the previous test may linger in the
+    # DDS graph until its lease expires (a request to it would be lost)
+    name = 'sbm_calibrator_train'
+    status = status_list(ros, name)
+    train = client(ros, 'train', name)
+    out = tmp_path / 'models' / 'sweep.npz'
+    loc = NodeProcess('sbm_localizer', DOMAIN, {'estimate_rate': 5.0})
+    p = {'dataset_dir': str(ds), 'localizer_node': 'sbm_localizer', 'min_train_samples': 10,
+         'train_components': 4, 'train_max_iter': 20, 'train_pairs': 300,
+         'train_components_two': 4, 'model_output': str(out), 'handoff_timeout': 20.0,
+         'model_output_two': str(out)}
+    proc = NodeProcess('sbm_calibrator', DOMAIN, p, name=name)
+    with loc, proc, logs_on_failure(proc, loc):
+        wait_ready(ros, proc)
+        loc.wait_for('no model_path set', 30, spin=ros.spin_for)
+        # the two files must differ
+        res = call(ros, train)
+        assert not res.success and 'model_output_two is the one-source model file' in \
+            res.message, res.message
+        assert ros.set_parameters(name, {'model_output_two': ''}).successful
+
+        since = len(status)
+        res = call(ros, train)
+        out2 = str(tmp_path / 'models' / 'sweep_2src.npz')
+        assert res.success and f'two-source model -> {out2}' in res.message, res.message
+        assert ros.spin_until(lambda: any(st.get('train', {}).get('step') == 'two_source'
+                                          for st in status[since:]), 60), status[-1]['train']
+        tr = _wait_trained(ros, status, since)
+        assert tr['state'] == 'done' and tr['model'] == str(out) and tr['model_two'] == out2, tr
+        assert set(tr['cv_error']) == {'azimuth_deg', 'elevation_deg'}, tr
+        ts = tr['two_source']
+        assert ts['state'] == 'done' and ts['model'] == out2, ts
+        assert (ts['pairs'], ts['components']) == (300, 4)
+        assert set(ts['mix_error']) == {'azimuth_deg', 'elevation_deg'} and ts['cov_scale'] >= 1
+        assert tr['total_seconds'] >= tr['seconds'] + ts['seconds'] - 1.0, tr
+        assert tr['handoff'] == (f'models handed to /sbm_localizer: model_path={out}, '
+                                 f'model_path_two={out2}, n_sources=0'), tr['handoff']
+        m1, m2 = SBMModel.load(str(out)), SBMModel.load(out2)
+        assert (m1.n_sources, m2.n_sources, m2.n_train) == (1, 2, 300)
+        assert m2.info['mix_error'] == pytest.approx(ts['mix_error'])
+        assert _get_params(ros, 'sbm_localizer', ['model_path', 'model_path_two', 'n_sources']) \
+            == {'model_path': str(out), 'model_path_two': out2, 'n_sources': 0}
+        loc.wait_for(r'two-source model .*sweep_2src\.npz', 10, spin=ros.spin_for)
+
+        # K above the distinct position pairs (91): sbm-train refuses the two-source model
+        assert ros.set_parameters(name, {'train_components_two': 200}).successful
+        since = len(status)
+        assert call(ros, train).success
+        tr = _wait_trained(ros, status, since)
+        assert tr['state'] == 'done' and tr['model_two'] is None, tr
+        assert tr['two_source']['state'] == 'failed' and 'distinct position pairs' in \
+            tr['two_source']['message'], tr['two_source']
+        assert tr['handoff'] == (f"model handed to /sbm_localizer: model_path={out}, "
+                                 f"model_path_two='', n_sources=1"), tr['handoff']
+        assert _get_params(ros, 'sbm_localizer', ['model_path', 'model_path_two', 'n_sources']) \
+            == {'model_path': str(out), 'model_path_two': '', 'n_sources': 1}
+        assert 'two-source training failed' in proc.text()
+        assert proc.alive and loc.alive
