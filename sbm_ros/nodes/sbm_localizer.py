@@ -349,23 +349,33 @@ class SbmLocalizerNode(Node):
 
     def _load_model_two(self, path: str, n_sources: int) -> Optional[str]:
         """Load (or clear) the two-source model of the automatic mode; returns an error."""
+        model, err = self._read_model_two(path)
+        if err:
+            return err
+        self._apply_model_two(path, model, n_sources)
+        return None
+
+    def _read_model_two(self, path: str):
+        """(model or None for an empty path, error or None); nothing is changed."""
+        if not path:
+            return None, None
+        model, err = self._load_model(path, 2)
+        if err:
+            self.get_logger().error(f'model_path_two: {err}' + (
+                f'; still using {self.model_two_path_loaded}' if self.model_two else ''))
+        return model, err
+
+    def _apply_model_two(self, path: str, model, n_sources: int) -> None:
+        self._dirty = True
         if not path:
             self.model_two, self.model_two_path_loaded = None, ''
             if int(n_sources) == 0:
                 self.get_logger().warning('n_sources is 0 (automatic) but model_path_two is '
                                           'empty: localising one source only')
-            self._dirty = True
-            return None
-        model, err = self._load_model(path, 2)
-        if err:
-            self.get_logger().error(f'model_path_two: {err}' + (
-                f'; still using {self.model_two_path_loaded}' if self.model_two else ''))
-            return err
+            return
         self.model_two, self.model_two_path_loaded = model, path
-        self._dirty = True
         self.get_logger().info(f'two-source model {path}: K={model.n_components}, targets '
                                f'{model.target_names} ({model.target_space})')
-        return None
 
     def _apply_model(self, path: str, model) -> None:
         from sbm_ros.core.geometry import PinholeCamera
@@ -394,29 +404,36 @@ class SbmLocalizerNode(Node):
                 return SetParametersResult(successful=False, reason=f'{name}={value!r}: {err}')
         n_param = int(new.get('n_sources', self._param('n_sources')))
         n = n_param or 1          # automatic mode: model_path is the one-source model
+        # all or nothing: both models are read and checked before either is applied (a
+        # refused model_path must not leave a new model_path_two loaded)
+        two = None
         if 'model_path_two' in new:
-            err = self._load_model_two(str(new['model_path_two']), n_param)
+            two, err = self._read_model_two(str(new['model_path_two']))
             if err:
                 return SetParametersResult(successful=False, reason=err)
-        if 'model_path' in new:
+        one = None
+        if 'model_path' in new and str(new['model_path']):
             path = str(new['model_path'])
-            if not path:
-                self.model, self.loc = None, None
-                self.model_path_loaded = ''
-                self.get_logger().warning('model_path cleared: publishing nothing')
-            else:
-                model, err = self._load_model(path, n)
-                if err:
-                    self.get_logger().error(f"refused model_path={path!r}: {err}" + (
-                        f'; still using {self.model_path_loaded}' if self.model else ''))
-                    return SetParametersResult(successful=False, reason=err)
-                self._apply_model(path, model)
-        elif 'n_sources' in new and self.model is not None and self.model.n_sources != n:
+            one, err = self._load_model(path, n)
+            if err:
+                self.get_logger().error(f"refused model_path={path!r}: {err}" + (
+                    f'; still using {self.model_path_loaded}' if self.model else ''))
+                return SetParametersResult(successful=False, reason=err)
+        elif ('model_path' not in new and 'n_sources' in new and self.model is not None
+              and self.model.n_sources != n):
             reason = (f'n_sources={n} but the model {self.model_path_loaded!r} localises '
                       f'{self.model.n_sources} source(s): set model_path to a {n}-source model '
                       f'in the same call')
             self.get_logger().error(f'refused {reason}')
             return SetParametersResult(successful=False, reason=reason)
+        if 'model_path_two' in new:
+            self._apply_model_two(str(new['model_path_two']), two, n_param)
+        if one is not None:
+            self._apply_model(str(new['model_path']), one)
+        elif 'model_path' in new:
+            self.model, self.loc = None, None
+            self.model_path_loaded = ''
+            self.get_logger().warning('model_path cleared: publishing nothing')
         if any(k in new for k in _REBUILD):
             self._dirty = True
         if any(k in new for k in _STREAM):

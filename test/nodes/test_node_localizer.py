@@ -63,9 +63,12 @@ def models(tmp_path_factory):
     json.dump(CAM.to_dict(), open(os.path.join(dsp, 'camera.json'), 'w'))
     px = str(root / 'px.npz')
     assert cli.train_main([dsp, '-o', px, '-K', '6', '-q']) == 0
+    two = str(root / 'two.npz')
+    assert cli.train_main([ds, '-o', two, '--sources', '2', '-K', '4', '--pairs', '400',
+                           '-q']) == 0
     corrupt = str(root / 'corrupt.npz')
     open(corrupt, 'wb').write(b'PK\x03\x04 definitely not a model')
-    return {'deg': deg, 'px': px, 'corrupt': corrupt, 'root': str(root)}
+    return {'deg': deg, 'px': px, 'two': two, 'corrupt': corrupt, 'root': str(root)}
 
 
 @pytest.fixture(scope='module')
@@ -463,8 +466,23 @@ def test_missing_model_then_runtime_model_path(models, ros):
         assert not r.successful
         r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 2})
         assert not r.successful and 'localises 1 source(s)' in r.reason
+        # the automatic mode's two models are taken together or not at all: a good
+        # model_path_two with a refused model_path leaves both as they were
+        r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 0, 'model_path_two':
+                                                    models['two'], 'model_path': models['corrupt']})
+        assert not r.successful and 'truncated or corrupt' in r.reason
+        r = ros.set_parameters('/b/sbm_localizer', {'model_path': models['deg']})
+        assert r.successful, r.reason
+        ros.spin_for(0.5)
+        assert 'two-source model' not in p.text(), 'model_path_two applied by a refused call'
         feeder.t_ns += 10**9
         assert_direction(ros, dirs, feeder.good(1.5))
+        r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 0, 'model_path_two':
+                                                    models['two'], 'model_path': models['deg']})
+        assert r.successful, r.reason
+        p.wait_for(r'two-source model .*two\.npz', timeout=5, spin=ros.spin_for)
+        r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 1, 'model_path_two': ''})
+        assert r.successful, r.reason
 
         # a pixel model: sound_sources directly, directions from the camera in the model file
         r = ros.set_parameters('/b/sbm_localizer', {'model_path': models['px']})
