@@ -73,7 +73,7 @@ from sbm_ros.av.fusion import Face, MatchConfig, SpeakingScores, covariance_from
 from sbm_ros.av.overlay import render as render_overlay
 from sbm_ros.av.speakers import Notice, SpeakerFusion, sound_from_box
 from sbm_ros.av.training_run import TrainingRun, default_model_path
-from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
+from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
 from .model_handoff import ModelHandoff
 
@@ -214,7 +214,7 @@ class AvFusionNode(Node):
         self.image_dirty = False
         self.last_overlay = 0.0
         self.rx = {}                  # topic -> monotonic time of the last message
-        self._warned = {}             # throttle key -> monotonic time of the last warning
+        self._log_throttle = LogThrottle(self.get_logger())     # per-key throttled log
         self.audio_info = None
         self.audio_rx = 0.0
         self.timeline = AudioTimeline()
@@ -333,13 +333,7 @@ class AvFusionNode(Node):
     # ------------------------------------------------------------------ logging
     def _warn(self, key: str, text: str, period: float = 5.0, info: bool = False):
         """A warning (or info) throttled per ``key`` (rclpy throttles per call site only)."""
-        now = time.monotonic()
-        if now - self._warned.get(key, -1e9) >= period:
-            self._warned[key] = now
-            if info:
-                self.get_logger().info(text)
-            else:
-                self.get_logger().warning(text)
+        self._log_throttle('info' if info else 'warn', key, text, period)
 
     def _notify(self, notices: List[Notice]):
         for n in notices:

@@ -68,7 +68,7 @@ from std_srvs.srv import Trigger
 
 from sbm_ros.av import image_io
 from sbm_ros.av.training_run import TrainingRun, default_model_path, two_source_path
-from .common import (SAMPLE_FORMATS, Param, declare_parameters, describe_qos, fraction,
+from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos, fraction,
                      latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
 from .model_handoff import ModelHandoff
 
@@ -198,7 +198,7 @@ class CalibratorNode(Node):
         self.train_run: Optional[TrainingRun] = None
         self.train = {'state': 'none'}
         self.last_sweep = None       # status of the last finished sweep
-        self._warned = {}
+        self._log_throttle = LogThrottle(self.get_logger())     # per-key throttled log
         self._detector = None
         self._detector_key = None
         try:
@@ -290,14 +290,7 @@ class CalibratorNode(Node):
         return os.path.abspath(os.path.expanduser(str(self.p['dataset_dir'])))
 
     def _warn(self, key: str, text: str, period: float = 5.0, error: bool = False):
-        now = time.monotonic()
-        if now - self._warned.get(key, -1e9) >= period:
-            self._warned[key] = now
-            # one call site per severity: rclpy refuses two severities from the same line
-            if error:
-                self.get_logger().error(text)
-            else:
-                self.get_logger().warning(text)
+        self._log_throttle('error' if error else 'warn', key, text, period)
 
     def _marker_detector(self):
         from sbm_ros.av.marker import MarkerDetector
