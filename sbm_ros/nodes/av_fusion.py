@@ -73,8 +73,9 @@ from sbm_ros.av.fusion import Face, MatchConfig, SpeakingScores, covariance_from
 from sbm_ros.av.overlay import render as render_overlay
 from sbm_ros.av.speakers import Notice, SpeakerFusion, sound_from_box
 from sbm_ros.av.training_run import TrainingRun, default_model_path
-from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos, fraction,
-                     latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
+from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos,
+                     fraction, latched_qos, non_negative, one_of, positive, stamp_to_ns,
+                     stream_qos)
 from .model_handoff import ModelHandoff
 
 try:  # capture needs audio_common_msgs; fusion works without it

@@ -68,8 +68,9 @@ from std_srvs.srv import Trigger
 
 from sbm_ros.av import image_io
 from sbm_ros.av.training_run import TrainingRun, default_model_path, two_source_path
-from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos, fraction,
-                     latched_qos, non_negative, one_of, positive, stamp_to_ns, stream_qos)
+from .common import (SAMPLE_FORMATS, LogThrottle, Param, declare_parameters, describe_qos,
+                     fraction, latched_qos, non_negative, one_of, positive, stamp_to_ns,
+                     stream_qos)
 from .model_handoff import ModelHandoff
 
 try:

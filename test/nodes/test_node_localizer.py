@@ -468,8 +468,8 @@ def test_missing_model_then_runtime_model_path(models, ros):
         assert not r.successful and 'localises 1 source(s)' in r.reason
         # the automatic mode's two models are taken together or not at all: a good
         # model_path_two with a refused model_path leaves both as they were
-        r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 0, 'model_path_two':
-                                                    models['two'], 'model_path': models['corrupt']})
+        r = ros.set_parameters('/b/sbm_localizer', {
+            'n_sources': 0, 'model_path_two': models['two'], 'model_path': models['corrupt']})
         assert not r.successful and 'truncated or corrupt' in r.reason
         r = ros.set_parameters('/b/sbm_localizer', {'model_path': models['deg']})
         assert r.successful, r.reason
@@ -477,8 +477,8 @@ def test_missing_model_then_runtime_model_path(models, ros):
         assert 'two-source model' not in p.text(), 'model_path_two applied by a refused call'
         feeder.t_ns += 10**9
         assert_direction(ros, dirs, feeder.good(1.5))
-        r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 0, 'model_path_two':
-                                                    models['two'], 'model_path': models['deg']})
+        r = ros.set_parameters('/b/sbm_localizer', {
+            'n_sources': 0, 'model_path_two': models['two'], 'model_path': models['deg']})
         assert r.successful, r.reason
         p.wait_for(r'two-source model .*two\.npz', timeout=5, spin=ros.spin_for)
         r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 1, 'model_path_two': ''})
