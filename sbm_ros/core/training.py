@@ -117,7 +117,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
     from .features import FeatureConfig
-    from .gllim import GLLiM
+    from .gllim import TWO_SOURCE_TOL_GAIN, GLLiM
     from .model import SBMModel
 
     say = log or (lambda msg: None)
@@ -203,7 +203,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                                 f"use -K {max(1, X.shape[0] // 5)} or less, or record more")
         say(f"fitting K={K}")
         gllim = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed,
-                      verbose=verbose).fit(X, Y)
+                      verbose=verbose,
+                      tol_gain=TWO_SOURCE_TOL_GAIN if n_sources == 2 else None).fit(X, Y)
         if n_sources == 2 and calibrate:
             chk = two_source_check(gllim, recs, targets, cfg, seed=seed + 1,
                                    level_std_db=level_std_db)
