@@ -38,7 +38,15 @@ Numerical choices (method.md section 3), stated here once:
 * **Component removal**: after each M-step, components whose responsibility mass ``r_k`` is below
   ``min_component_mass`` (in training points) are removed (the paper: "classes are simply
   removed"), so ``n_components_`` may end below ``n_components``.
-* **Stopping**: relative change of the mean log-likelihood below ``tol``, or ``max_iter``.
+* **Stopping**: relative change of the mean log-likelihood below ``tol``, or ``max_iter``; with
+  ``tol_gain``, also when an iteration gains less than ``tol_gain`` times the log-likelihood
+  gained since the first E-step. That test is free of the additive constant of the
+  log-density (feature units, D), which makes up most of ``|log-lik|`` (about 500 nats on the
+  two-source set, so ``tol`` = 1e-6 asks for a gain below 5e-4 nats, reached after thousands
+  of iterations). Two-source training uses ``tol_gain`` = 0.01 (:data:`TWO_SOURCE_TOL_GAIN`):
+  on the paper-size set (N = 20,000, K = 100) EM then stops after 29 iterations instead of
+  running to ``max_iter`` = 100, and the localisation error on test mixtures is the same or
+  lower (the later iterations raise the likelihood and the elevation error).
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ _SCREEN_MAX_FILL = 0.2
 #: GIL in them; each component's result is computed by one thread, so results do not depend
 #: on the count).
 _THREADS = max(1, min(4, os.cpu_count() or 1))
+#: ``tol_gain`` of two-source training (``train_model`` and the benchmark's SBM-2 models).
+TWO_SOURCE_TOL_GAIN = 0.01
 
 
 def _map_components(fn, ks):
@@ -115,6 +125,10 @@ class GLLiM:
         Maximum number of EM iterations.
     tol : float
         Stop when the relative change of the mean log-likelihood is below ``tol``.
+    tol_gain : float or None
+        Also stop when an iteration raises the mean log-likelihood by less than ``tol_gain``
+        times what it has risen since the first E-step (from the third iteration on). None
+        (default): off.
     gamma_reg : float
         Eigenvalue floor of every ``Gamma_k``, relative to the mean per-dimension variance of X.
     sigma_floor : float
@@ -141,10 +155,11 @@ class GLLiM:
     def __init__(self, n_components: int = 32, max_iter: int = 100, tol: float = 1e-6,
                  gamma_reg: float = 1e-3, sigma_floor: float = 1e-2,
                  min_component_mass: float = 1.0, random_state: int = 0,
-                 verbose: bool = False, e_step: str = "auto"):
+                 verbose: bool = False, e_step: str = "auto", tol_gain: float = None):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
+        self.tol_gain = tol_gain
         self.gamma_reg = gamma_reg
         self.sigma_floor = sigma_floor
         self.min_component_mass = min_component_mass
@@ -164,6 +179,8 @@ class GLLiM:
         for name in ("tol", "gamma_reg", "sigma_floor", "min_component_mass"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.tol_gain is not None and not self.tol_gain >= 0:
+            raise ValueError(f"tol_gain must be None or >= 0, got {self.tol_gain!r}")
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
         if X.ndim == 1:
@@ -422,6 +439,11 @@ class GLLiM:
             if it > 1:
                 prev = self.log_likelihoods_[-2]
                 if abs(ll - prev) <= self.tol * max(abs(prev), 1e-300):
+                    self.converged_ = True
+                    break
+                progress = ll - self.log_likelihoods_[0]
+                if (self.tol_gain is not None and it > 2 and progress > 0
+                        and ll - prev <= self.tol_gain * progress):
                     self.converged_ = True
                     break
             if gathered is None:

@@ -104,7 +104,9 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
     it caps K with :func:`auto_components`.
 
     Two sources: K = 100 by default, capped at half the number of distinct position pairs
-    (with a message); an explicit K above the number of distinct pairs is refused. With
+    (with a message); an explicit K above the number of distinct pairs is refused. EM also
+    stops when an iteration gains less than 1 % of the log-likelihood gained since its first
+    E-step (``GLLiM(tol_gain=TWO_SOURCE_TOL_GAIN)``, see :mod:`.gllim`). With
     ``calibrate`` the model stores ``cov_scale`` measured on fresh mixtures of the recordings
     (:func:`.calibration.two_source_check`) and, as ``info["mix_error"]``, the mean absolute
     error on those mixtures per target dimension (not cross-validated: recorded positions).
@@ -117,7 +119,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
     from .features import FeatureConfig
-    from .gllim import GLLiM
+    from .gllim import TWO_SOURCE_TOL_GAIN, GLLiM
     from .model import SBMModel
 
     say = log or (lambda msg: None)
@@ -203,7 +205,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                                 f"use -K {max(1, X.shape[0] // 5)} or less, or record more")
         say(f"fitting K={K}")
         gllim = GLLiM(n_components=K, max_iter=max_iter, tol=tol, random_state=seed,
-                      verbose=verbose).fit(X, Y)
+                      verbose=verbose,
+                      tol_gain=TWO_SOURCE_TOL_GAIN if n_sources == 2 else None).fit(X, Y)
         if n_sources == 2 and calibrate:
             chk = two_source_check(gllim, recs, targets, cfg, seed=seed + 1,
                                    level_std_db=level_std_db)

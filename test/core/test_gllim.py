@@ -78,10 +78,37 @@ def test_sigma_floor_applies_to_noise_free_dimensions():
     assert np.all(np.isfinite(g.predict(Y[:5])))
 
 
+def test_tol_gain_stops_when_an_iteration_gains_little_of_the_progress():
+    """tol_gain stops at the first iteration (from the third) whose gain is at most tol_gain
+    times the gain since the first E-step, with the parameters EM had reached there: those
+    of the same fit run to one iteration fewer."""
+    # a smooth non-linear map: EM keeps creeping (80 iterations at tol=0)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (1500, 2))
+    F = np.random.default_rng(5).normal(size=(2, 40)) * 2
+    Y = np.concatenate([np.sin(X @ F), np.cos(X @ F)], 1) + 0.1 * rng.normal(size=(1500, 80))
+    kw = dict(n_components=12, tol=0, min_component_mass=0.0)
+    full = GLLiM(max_iter=80, **kw).fit(X, Y)
+    ll = np.array(full.log_likelihoods_)
+    gain, progress = np.diff(ll), ll[1:] - ll[0]
+    stop = next(t for t in range(3, len(ll) + 1)
+                if progress[t - 2] > 0 and gain[t - 2] <= 0.05 * progress[t - 2])
+    assert 3 < stop < full.n_iter_            # the rule fires, and not at once
+    g = GLLiM(max_iter=80, tol_gain=0.05, **kw).fit(X, Y)
+    assert g.converged_ and g.n_iter_ == stop
+    np.testing.assert_array_equal(g.log_likelihoods_, ll[:stop])
+    ref = GLLiM(max_iter=stop - 1, **kw).fit(X, Y)
+    for name in ('pi', 'c', 'Gamma', 'A', 'b', 'sigma2'):
+        np.testing.assert_array_equal(getattr(g.params_, name), getattr(ref.params_, name))
+    # off by default: the same fit runs on
+    assert GLLiM(max_iter=80, **kw).fit(X, Y).n_iter_ == full.n_iter_ > stop
+
+
 @pytest.mark.parametrize('kwargs, msg', [
     ({'n_components': 0}, 'n_components'),
     ({'max_iter': 0}, 'max_iter'),
     ({'tol': -1}, 'tol'),
+    ({'tol_gain': -0.1}, 'tol_gain'),
 ])
 def test_parameter_validation(kwargs, msg):
     X, Y = piecewise_affine(50)

@@ -16,7 +16,7 @@ import numpy as np
 
 from sbm_ros.core.features import (FeatureConfig, binaural_features, features_from_spectra,
                                    stft)
-from sbm_ros.core.gllim import GLLiM
+from sbm_ros.core.gllim import TWO_SOURCE_TOL_GAIN, GLLiM
 from sbm_ros.core.posterior import PosteriorEngine, SufficientStats
 
 RATE = 16000
@@ -197,8 +197,13 @@ def _speech_sources(n: int, seed: int, langs=("en", "fr", "el", "am")):
 
 
 # --------------------------------------------------------------------------- estimation helpers
-def _train_gllim(X, Y, K, bc: BenchConfig, seed_offset=0):
-    g = GLLiM(n_components=int(K), random_state=bc.seed + seed_offset, **bc.gllim_kwargs())
+def _train_gllim(X, Y, K, bc: BenchConfig, seed_offset=0, two_source=False):
+    """A GLLiM fit and its (CPU s, wall s); ``two_source``: the stopping rule of two-source
+    training (``tol_gain``, as :func:`sbm_ros.core.training.train_model`)."""
+    kw = bc.gllim_kwargs()
+    if two_source:
+        kw.setdefault("tol_gain", TWO_SOURCE_TOL_GAIN)
+    g = GLLiM(n_components=int(K), random_state=bc.seed + seed_offset, **kw)
     c0, w0 = time.process_time(), time.perf_counter()
     g.fit(X, Y)
     return g, time.process_time() - c0, time.perf_counter() - w0

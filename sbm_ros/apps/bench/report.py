@@ -20,7 +20,7 @@ from sbm_ros.apps.bench.common import (COLUMNS, FEATURES, OUTLIER_DEG, BenchConf
 from sbm_ros.apps.bench.paper import PAPER_T1, PAPER_T2, PAPER_TIMES
 from sbm_ros.apps.bench.provenance import _git
 from sbm_ros.apps.bench.realdata import DOWNLOAD, ESPEAK_SENTENCES
-from sbm_ros.core.gllim import GLLiM
+from sbm_ros.core.gllim import TWO_SOURCE_TOL_GAIN, GLLiM
 
 
 def render_report(out: dict, bc: BenchConfig, machine: dict, runtime_s: float,
@@ -70,7 +70,8 @@ def _header(add, out: dict, bc: BenchConfig, machine: dict, runtime_s: float) ->
         f"reverberant-room DRR "
         f"{drr_txt}; "
         f"GLLiM sigma_floor {gk.sigma_floor:g}, gamma_reg {gk.gamma_reg:g}, max_iter "
-        f"{gk.max_iter}, tol {gk.tol:g}; microphone self-noise SNR {bc.snr_db:g} dB; "
+        f"{gk.max_iter}, tol {gk.tol:g} (two-source models: also tol_gain "
+        f"{TWO_SOURCE_TOL_GAIN:g}); microphone self-noise SNR {bc.snr_db:g} dB; "
         f"training grid {bc.train_grid[0]}x{bc.train_grid[1]}, test grid "
         f"{bc.test_grid[0]}x{bc.test_grid[1]}; K1={bc.k1}, K2={bc.k2}, N2={bc.n_pairs}, "
         f"{bc.n_mix} mixtures per type\n")

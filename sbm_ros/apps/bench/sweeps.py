@@ -64,7 +64,7 @@ def sweeps(scene: Scene, bc: BenchConfig, out: dict):
             g = out["models2"]["ilpd"]
             wall = out["train2"]["ilpd"]["wall_s"]
         else:
-            g, _, wall = _train_gllim(X2, Y2, K, bc)
+            g, _, wall = _train_gllim(X2, Y2, K, bc, two_source=True)
         e, o, t = err2(g)
         r["k2"].append(dict(K=K, K_final=int(g.n_components_), err=e, out=o,
                             time=feat_cpu + t, train_s=wall))
@@ -75,7 +75,7 @@ def sweeps(scene: Scene, bc: BenchConfig, out: dict):
             wall = out["train2"]["ilpd"]["wall_s"]
             N = len(X2)
         else:
-            g, _, wall = _train_gllim(X2[:N], Y2[:N], bc.k2, bc)
+            g, _, wall = _train_gllim(X2[:N], Y2[:N], bc.k2, bc, two_source=True)
         e, o, _ = err2(g)
         r["n2"].append(dict(N=N, K_final=int(g.n_components_), err=e, out=o, train_s=wall))
         _log(f"sweeps: N2={N} err {e:.2f}")

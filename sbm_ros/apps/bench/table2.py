@@ -92,7 +92,7 @@ def _train_sbm2(scene: Scene, bc: BenchConfig, out: dict):
     _log(f"two-source: {bc.n_pairs} pairs synthesised in {synth_wall:.1f} s")
     models = {}
     for ft in FEATURES:
-        g, cpu_t, wall_t = _train_gllim(X2, _slice(ft, Y2), bc.k2, bc)
+        g, cpu_t, wall_t = _train_gllim(X2, _slice(ft, Y2), bc.k2, bc, two_source=True)
         models[ft] = g
         out.setdefault("train2", {})[ft] = dict(cpu_s=cpu_t, wall_s=wall_t,
                                                 K=int(g.n_components_), n_iter=int(g.n_iter_))
@@ -105,7 +105,7 @@ def _train_extra(X2, Y2, bc: BenchConfig, out: dict):
     or None when ``k2_extra`` is not set."""
     if not bc.k2_extra:
         return None
-    gx, cpu_t, wall_t = _train_gllim(X2, Y2, bc.k2_extra, bc)
+    gx, cpu_t, wall_t = _train_gllim(X2, Y2, bc.k2_extra, bc, two_source=True)
     extra = PosteriorEngine(gx, n_bins=_cfg("ilpd").n_freq)
     out["train2_extra"] = dict(K0=int(bc.k2_extra), K=int(gx.n_components_), cpu_s=cpu_t,
                                wall_s=wall_t, n_iter=int(gx.n_iter_))
