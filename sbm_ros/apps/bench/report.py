@@ -70,8 +70,10 @@ def _header(add, out: dict, bc: BenchConfig, machine: dict, runtime_s: float) ->
         f"reverberant-room DRR "
         f"{drr_txt}; "
         f"GLLiM sigma_floor {gk.sigma_floor:g}, gamma_reg {gk.gamma_reg:g}, max_iter "
-        f"{gk.max_iter}, tol {gk.tol:g} (two-source models: also tol_gain "
-        f"{TWO_SOURCE_TOL_GAIN:g}); microphone self-noise SNR {bc.snr_db:g} dB; "
+        f"{gk.max_iter}, tol {gk.tol:g}"
+        + (f" (two-source models: also tol_gain {TWO_SOURCE_TOL_GAIN:g})"
+           if TWO_SOURCE_TOL_GAIN is not None else "")
+        + f"; microphone self-noise SNR {bc.snr_db:g} dB; "
         f"training grid {bc.train_grid[0]}x{bc.train_grid[1]}, test grid "
         f"{bc.test_grid[0]}x{bc.test_grid[1]}; K1={bc.k1}, K2={bc.k2}, N2={bc.n_pairs}, "
         f"{bc.n_mix} mixtures per type\n")
