@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip('rclpy', reason='needs ROS 2 (source .dev/env.sh or a ROS install)')
 
-from rostest_utils import domain_id_for  # noqa: E402
+from rostest_utils import _die_with_parent, domain_id_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHILD = textwrap.dedent('''
@@ -56,13 +56,20 @@ CHILD = textwrap.dedent('''
 ''')
 
 
+def _child_setup():
+    """In the child before exec: SIGINT back to its default (pytest may ignore it), and the
+    child dies with the test process (a killed pytest left 'hook' children spinning)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _die_with_parent()
+
+
 def _start(mode):
     path = [ROOT] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id_for(__name__)), PYTHONUNBUFFERED='1',
                PYTHONPATH=os.pathsep.join(path))
     proc = subprocess.Popen([sys.executable, '-c', CHILD, mode], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_child_setup)
     if mode != 'spin':
         assert proc.stdout.readline().strip() == 'ready'
     else:
