@@ -19,7 +19,8 @@ automatic one/two-source mode); ``train_on_stop:=true`` trains on stop.
 Usage:
     ros2 launch sbm_ros calibrate.launch.py image:=/camera/image_raw \\
         camera_info:=/camera/camera_info dataset_dir:=$HOME/sbm_sweep marker_id:=7
-    # without a robot: the virtual head plays config/sweep_scenario.yaml
+    # without a robot: the virtual head renders config/sweep_scenario.yaml (about a minute),
+    # then plays it once ~/start_sweep has been called (it publishes camera_info meanwhile)
     ros2 launch sbm_ros calibrate.launch.py use_virtual_head:=true image_reliability:=reliable
 
 The camera driver is started separately. Each node reads its ``*_config`` parameter file
@@ -75,7 +76,9 @@ def _nodes(context):
     remaps = [('image', lc('image')), ('camera_info', lc('camera_info'))]
     head = Node(package='sbm_ros', executable=common.HEAD, name=common.HEAD, output='screen',
                 parameters=[{'sweep': lc('sweep'),
-                             'rate': ParameterValue(lc('rate'), value_type=float)}],
+                             'rate': ParameterValue(lc('rate'), value_type=float),
+                             # plays once ~/start_sweep is called (camera_info until then)
+                             'start_on_sweep': f'{common.CALIBRATOR}/calibration_status'}],
                 remappings=remaps, condition=IfCondition(lc('use_virtual_head')))
     cfg = context.launch_configurations
     # the virtual head publishes the audio itself: a microphone capture next to it would mix

@@ -93,6 +93,11 @@ PARAMS = [
           non_negative, read_only=True),
     Param('wait_timeout_s', 30.0, 'Longest wait for wait_for_subscribers (s).', positive,
           read_only=True),
+    Param('start_on_sweep', '', "A calibrator's status topic (std_msgs/String JSON, e.g. "
+          "'sbm_calibrator/calibration_status'): after rendering, publish only camera_info "
+          "(so ~/start_sweep is accepted) and start playing once the status says "
+          "'sweeping' ('' = play at once). For a sweep started by hand under ros2 launch.",
+          read_only=True),
     Param('publish_clock', False, 'Publish /clock with the scene time (for use_sim_time '
           'consumers).', read_only=True),
     Param('progress_period_s', 5.0, 'Log the scene time every this many seconds (wall).',
@@ -297,6 +302,8 @@ class VirtualHeadNode(Node):
                                  f'{self.p["wait_timeout_s"]} s: starting anyway')
             if not self._sleep_until(time.monotonic() + self.p['start_delay_s']):
                 return
+            if str(self.p['start_on_sweep']).strip() and not self._wait_for_sweep_start():
+                return
             loop_index = 0
             t0_ns = self.get_clock().now().nanoseconds
             while not self._stop.is_set():
@@ -321,6 +328,33 @@ class VirtualHeadNode(Node):
             log.error(f'publishing failed: {type(exc).__name__}: {exc}')
             self.failed = exc
             self.finished.set()
+
+    def _wait_for_sweep_start(self) -> bool:
+        """Publish camera_info (5 Hz) until the calibrator's status says 'sweeping'; False
+        when the node stops first."""
+        from std_msgs.msg import String
+        topic = str(self.p['start_on_sweep']).strip()
+        started = threading.Event()
+
+        def on_status(msg):
+            try:
+                if json.loads(msg.data).get('state') == 'sweeping':
+                    started.set()
+            except (ValueError, AttributeError):
+                pass
+        sub = self.create_subscription(String, topic, on_status, latched_qos())
+        self.get_logger().info(f'sweep rendered: waiting for the sweep to start on '
+                               f'{sub.topic_name} (call ~/start_sweep of the calibrator); '
+                               f'publishing camera_info meanwhile')
+        while not started.is_set():
+            stamp = self.get_clock().now().nanoseconds
+            self.pub_caminfo.publish(self._camera_info(
+                self._header(stamp, self.p['camera_frame_id'])))
+            if self._stop.wait(0.2):
+                return False
+        self.destroy_subscription(sub)
+        self.get_logger().info('the sweep has started: playing')
+        return True
 
     def _run_once(self, t0_ns: int, loop_index: int):
         log = self.get_logger()
