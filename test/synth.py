@@ -57,3 +57,21 @@ def make_dataset(root, az_values, el_values, duration=0.5, seed=0, noise=1e-4):
     with open(os.path.join(root, TARGETS_FILE), 'w') as fh:
         fh.write('\n'.join(rows) + '\n')
     return np.array(targets, float)
+
+
+# A two-row calibration sweep (virtual_head `sweep`), short enough for a test.
+SHORT_SWEEP = """\
+name: short test sweep
+camera: narrow
+sample_rate: 16000
+room: {t60: 0.3, distance: 2.0}
+snr_db: 30
+seed: 0
+lead_in_s: 0.5
+tail_s: 0.5
+camera_rate: 15
+loudspeaker:
+  level_dbfs: -20
+  marker: {dictionary: DICT_4X4_50, id: 7, side_m: 0.08}
+  raster: {rows: 2, speed_deg_s: 2.1, margin_px: 48, turn_pause_s: 0.6}
+"""

@@ -15,24 +15,9 @@ pytest.importorskip("audio_common_msgs.msg")
 pytest.importorskip("cv2")
 
 from rostest_utils import domain_id_for  # noqa: E402
+from synth import SHORT_SWEEP  # noqa: E402
 
 DOMAIN = domain_id_for(__name__)
-
-SHORT_SWEEP = """\
-name: short test sweep
-camera: narrow
-sample_rate: 16000
-room: {t60: 0.3, distance: 2.0}
-snr_db: 30
-seed: 0
-lead_in_s: 0.5
-tail_s: 0.5
-camera_rate: 15
-loudspeaker:
-  level_dbfs: -20
-  marker: {dictionary: DICT_4X4_50, id: 7, side_m: 0.08}
-  raster: {rows: 2, speed_deg_s: 2.1, margin_px: 48, turn_pause_s: 0.6}
-"""
 
 
 def test_short_sweep_over_dds_gives_both_models_handed_to_the_localizer(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ pytest.importorskip('audio_common_msgs.msg')
 cv2 = pytest.importorskip('cv2')
 
 from rostest_utils import NodeProcess, RosTestNode, domain_id_for  # noqa: E402
+from synth import SHORT_SWEEP  # noqa: E402
 
 from sbm_ros.av import image_io  # noqa: E402
 from sbm_ros.av.marker import render_marker  # noqa: E402
@@ -438,23 +439,6 @@ def test_train_fits_both_models_and_hands_them_to_the_localizer(ros, tmp_path):
             == {'model_path': str(out), 'model_path_two': '', 'n_sources': 1}
         assert 'two-source training failed' in proc.text()
         assert proc.alive and loc.alive
-
-
-SHORT_SWEEP = """\
-name: short sweep for the start test
-camera: narrow
-sample_rate: 16000
-room: {t60: 0.3, distance: 2.0}
-snr_db: 30
-seed: 0
-lead_in_s: 0.5
-tail_s: 0.5
-camera_rate: 15
-loudspeaker:
-  level_dbfs: -20
-  marker: {dictionary: DICT_4X4_50, id: 7, side_m: 0.08}
-  raster: {rows: 2, speed_deg_s: 2.1, margin_px: 48, turn_pause_s: 0.6}
-"""
 
 
 def test_virtual_head_plays_the_sweep_once_it_has_started(ros, tmp_path):
