@@ -105,7 +105,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
 
     Two sources: K = 100 by default, capped at half the number of distinct position pairs
     (with a message); an explicit K above the number of distinct pairs is refused. EM takes
-    ``GLLiM(tol_gain=TWO_SOURCE_TOL_GAIN)`` (off for now; see :mod:`.gllim`). With
+    ``GLLiM(tol_gain=TWO_SOURCE_TOL_GAIN)`` (0.01; see :mod:`.gllim`). With
     ``calibrate`` the model stores ``cov_scale`` measured on fresh mixtures of the recordings
     (:func:`.calibration.two_source_check`) and, as ``info["mix_error"]``, the mean absolute
     error on those mixtures per target dimension (not cross-validated: recorded positions).
