@@ -7,11 +7,13 @@ Run from the checkout:
     PYTHONPATH=. python tools/measure_localizer.py train [--ref REV] [--repeat 1]
 
 ``inproc`` pushes 60 s of two-talker audio (toy head of the tests) through ``SBMLocalizer`` in
-this process, in 50 ms chunks with an estimate every 100 ms (10 per second, as the node), BLAS
+this process, in chunks of binaural_capture's default ``block_size`` (100 ms) with an estimate
+every 100 ms (10 per second, as the node), BLAS
 on one thread as in the node, and prints the CPU seconds per audio second of the one-source
 localiser (K=32) and of the automatic one/two-source mode (K=32 + K=100). ``train`` fits GLLiM
 on the paper's two-source size (N = 20,000 pairs of the virtual head's 24 x 18 white-noise
-grid, K = 100, D = 1536, L = 4, at most 100 EM iterations) with the BLAS threads as they are
+grid, K = 100, D = 1536, L = 4, at most 100 EM iterations, the ``tol_gain`` of two-source
+training) with the BLAS threads as they are
 and prints the wall and CPU time. With ``--ref REV`` (e.g. ``--ref main``) the same
 measurement also runs on that git revision's ``sbm_ros`` (``git archive`` into a temporary
 folder), interleaved with this checkout's runs, and the outputs are compared: the largest
@@ -22,7 +24,8 @@ is the median over ``--repeat`` runs; the machine may be shared, so repeat and r
 starts the sbm_localizer node in each of ``--modes`` (``auto0``: automatic mode with
 blas_threads 0 = OpenBLAS' automatic threads; ``auto``: automatic, blas_threads 1; ``one``: the
 one-source model alone, blas_threads 1); each time it publishes ``--seconds`` (15) s of audio in
-``--chunk-ms`` (50) ms chunks at real-time pace over DDS and prints the node process's CPU
+``--chunk-ms`` ms chunks (default: binaural_capture's default ``block_size``, 100 ms) at
+real-time pace over DDS and prints the node process's CPU
 seconds (all threads: OpenBLAS workers spin-wait between the calls) per audio second, the
 median over ``--repeat`` runs. With ``--ref REV`` the node also runs from that revision's
 ``sbm_ros`` (interleaved with this checkout's runs) and the ratio is printed. ``memory``
@@ -46,14 +49,23 @@ def _models(root):
     import numpy as np
     import synth
     from sbm_ros.apps import cli
-    one, two = os.path.join(root, 'one.npz'), os.path.join(root, 'two.npz')
-    if not os.path.exists(two):
+    # K = 32 as the paper's one-source model (sbm-train would choose K = 1 on this toy head)
+    one, two = os.path.join(root, 'one_k32.npz'), os.path.join(root, 'two.npz')
+    if not os.path.exists(one) or not os.path.exists(two):
         ds = os.path.join(root, 'ds')
-        synth.make_dataset(ds, np.linspace(-20, 20, 9), np.linspace(-10, 10, 5), duration=0.5)
-        assert cli.train_main([ds, '-o', one, '-q', '--max-iter', '20']) == 0
+        if not os.path.isdir(ds):
+            synth.make_dataset(ds, np.linspace(-20, 20, 9), np.linspace(-10, 10, 5),
+                               duration=0.5)
+        assert cli.train_main([ds, '-o', one, '-q', '--max-iter', '20', '-K', '32']) == 0
         assert cli.train_main([ds, '-o', two, '--sources', '2', '--pairs', '3000', '-q',
                                '--max-iter', '10']) == 0
     return one, two
+
+
+def _default_block():
+    """binaural_capture's default ``block_size`` (samples per chunk)."""
+    from sbm_ros.nodes.binaural_capture import PARAMS
+    return next(int(p.default) for p in PARAMS if p.name == 'block_size')
 
 
 def _cpu_s(pid):
@@ -87,7 +99,7 @@ def _cpu_run(ros, pub, got, domain, models, x, mode, tree, seconds, chunk):
                       f'print("sbm_ros from", sbm_ros.__file__, flush=True); '
                       f'from sbm_ros.nodes.sbm_localizer import main; sys.exit(main())']
     with node:
-        node.wait_for(r'two-source model' if auto else r'model .*one\.npz',
+        node.wait_for(r'two-source model' if auto else r'model .*one_k32\.npz',
                       timeout=60, spin=ros.spin_for)
         assert f'sbm_ros from {os.path.join(tree, "sbm_ros")}' in node.text(), node.text()[:300]
         assert ros.wait_for_subscribers(pub)
@@ -125,7 +137,8 @@ def cpu(argv=()):
                     help='comma-separated: one (one-source, blas 1), auto (automatic, blas 1),'
                          ' auto0 (automatic, OpenBLAS automatic threads)')
     ap.add_argument('--seconds', type=float, default=SECONDS, help='audio seconds per run')
-    ap.add_argument('--chunk-ms', type=float, default=50.0, help='chunk length (ms)')
+    ap.add_argument('--chunk-ms', type=float, default=None,
+                    help="chunk length (ms); default: binaural_capture's default block_size")
     a = ap.parse_args(list(argv))
     modes = [m.strip() for m in a.modes.split(',') if m.strip()]
     for m in modes:
@@ -136,7 +149,10 @@ def cpu(argv=()):
     models = _models(root)
     x = synth.render(synth.babble(int(a.seconds * synth.RATE), 1), 8.0, 4.0)
     x += 1e-4 * np.random.default_rng(1).normal(size=x.shape)
-    chunk = max(1, int(round(a.chunk_ms * synth.RATE / 1000)))
+    if a.chunk_ms is None:
+        chunk = _default_block()
+    else:
+        chunk = max(1, int(round(a.chunk_ms * synth.RATE / 1000)))
     domain = 96
     ros = RosTestNode(domain, 'sbm_measure')
     pub = ros.node.create_publisher(AudioDataStamped, '/audio/audio_stamped',
@@ -185,7 +201,7 @@ def memory():
                                     stream_qos('reliable', 100))
     node = NodeProcess('sbm_localizer', domain, params={'model_path': one})
     with node:
-        node.wait_for(r'model .*one\.npz: 1 source', timeout=30, spin=ros.spin_for)
+        node.wait_for(r'model .*one_k32\.npz: 1 source', timeout=30, spin=ros.spin_for)
         assert ros.wait_for_subscribers(pub)
         ros.spin_for(2.0)
         before = _rss(node.proc.pid)
@@ -220,6 +236,7 @@ def _inproc_worker(out):
     os.makedirs(root, exist_ok=True)
     one, two = _models(root)
     m1, m2 = SBMModel.load(one), SBMModel.load(two)
+    block = _default_block()
     sec = 60
     x = (synth.render(synth.babble(sec * synth.RATE, 1), 8.0, 4.0)
          + synth.render(np.roll(synth.babble(sec * synth.RATE, 2), 4000), -12.0, -4.0))
@@ -231,9 +248,12 @@ def _inproc_worker(out):
                    else SBMLocalizer(m1))
             est = []
             c0 = time.process_time()
-            for k, i in enumerate(range(0, x.shape[0], 800)):     # 50 ms chunks
-                loc.push_audio(x[i:i + 800])
-                if k % 2 == 1:                                     # 10 estimates per second
+            since = 0
+            for i in range(0, x.shape[0], block):
+                loc.push_audio(x[i:i + block])
+                since += x[i:i + block].shape[0]
+                if since >= synth.RATE // 10:                      # 10 estimates per second
+                    since = 0
                     e = loc.estimate()
                     est.append(np.full(4, np.nan) if e is None else np.concatenate(
                         [s.position for s in e.sources] + [np.full(2, np.nan)] * (2 - len(
@@ -265,10 +285,13 @@ def _train_data():
 
 def _train_worker(out):
     import numpy as np
-    from sbm_ros.core.gllim import GLLiM
+    from sbm_ros.core import gllim
     X, Y = _train_data()
+    # the stopping rule of two-source training (a revision without it: EM to max_iter)
+    kw = ({'tol_gain': gllim.TWO_SOURCE_TOL_GAIN} if hasattr(gllim, 'TWO_SOURCE_TOL_GAIN')
+          else {})
     c0, w0 = time.process_time(), time.perf_counter()
-    g = GLLiM(n_components=100, max_iter=100, random_state=0).fit(X, Y)
+    g = gllim.GLLiM(n_components=100, max_iter=100, random_state=0, **kw).fit(X, Y)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     p = g.params_
     np.savez(out, wall=wall, cpu=cpu, n_iter=g.n_iter_, ll=g.lower_bound_, pi=p.pi, c=p.c,

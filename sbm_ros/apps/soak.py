@@ -347,8 +347,11 @@ def _played(cap: Proc) -> bool:
     return "published max_duration_s" in text or "source 'file': end of" in text
 
 
-def _chunks_of(prep, audio_s: float, block: int = 800) -> int:
-    """Chunks binaural_capture publishes for ``audio_s`` of the WAV (max_duration_s)."""
+def _chunks_of(prep, audio_s: float) -> int:
+    """Chunks binaural_capture publishes for ``audio_s`` of the WAV (max_duration_s), in
+    blocks of its default ``block_size``."""
+    from sbm_ros.nodes.binaural_capture import PARAMS
+    block = next(int(p.default) for p in PARAMS if p.name == "block_size")
     n = min(int(round(audio_s * RATE)), prep.get("wav_frames", 1 << 62))
     return -(-n // block)
 

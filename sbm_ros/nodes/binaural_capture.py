@@ -71,8 +71,10 @@ PARAMS = [
     Param('sample_rate', 16000, 'Sample rate in Hz (the device is opened at this rate; a WAV '
           'file is resampled to it). Must match the model used by sbm_localizer.', positive,
           read_only=True),
-    Param('block_size', 800, 'Samples per published chunk (and per PortAudio callback).',
-          positive, read_only=True),
+    Param('block_size', 1600, 'Samples per published chunk (and per PortAudio callback): '
+          '1600 = 100 ms at 16 kHz, one chunk per localiser estimate; smaller blocks lower '
+          'the latency by up to a block and cost the localiser about 1 ms of CPU per extra '
+          'message.', positive, read_only=True),
     Param('channels', 0, 'Channels to open on the device; 0 = max(channel_map) + 1.',
           lambda v: None if v >= 0 else 'must be >= 0', read_only=True),
     Param('channel_map', [0, 1], 'Device channels used as [left ear, right ear].',
