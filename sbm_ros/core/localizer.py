@@ -42,6 +42,17 @@ Choices where the paper is silent:
   during the demo's overlaps, where the 10th percentile was 0.37); the default threshold 0.3
   keeps one-talker windows at about 6 % two-source answers. The estimates themselves always
   come from the models' own ``sigma2``.
+* **Speech onset** (``onset_gap_s``, on by default in the automatic mode only: 0.12 s): when an
+  active frame follows at least ``onset_gap_s`` of quiet frames (fewer than
+  ``min_active_fraction`` of their bins active), the window's frames older than that gap are
+  dropped if they hold enough activity for an estimate of their own (the previous talker's
+  turn), and no estimate is given until ``onset_min_s`` (0.2 s) of new frames are in; the window
+  then grows back to its full length. Without this the 1.2 s window of the automatic mode kept
+  answering with the previous talker's direction for up to 0.8 s into the next talker's turn
+  (or with a two-source answer mixing the two turns), so a voice tracker gave the new talker's
+  first words to the previous talker's voice. ``sbm-bench --only voices`` (demo models): id
+  switches on the crossing scene 2 -> 0 for every speech-activity detector; a pause within one
+  talker's speech costs nothing but the ``onset_min_s`` wait. ``onset_gap_s=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -101,6 +112,10 @@ class SBMLocalizer:
         Fixed per-bin noise power instead of the adaptive tracker (the margin is still applied).
     confidence_scale : float, optional
         See module docstring.
+    onset_gap_s, onset_min_s : float, optional
+        Speech onset (see module docstring): a quiet gap this long before an active frame drops
+        the older frames (default 0.12 s in the automatic mode, 0 = off otherwise); then no
+        estimate until this much new audio is in (0.2 s).
     """
 
     def __init__(self, model: SBMModel, window_s: Optional[float] = None,
@@ -109,7 +124,8 @@ class SBMLocalizer:
                  mask_margin_db: float = 6.0, noise_floor=None,
                  confidence_scale: Optional[float] = None,
                  model_two: Optional[SBMModel] = None, n_sources: Optional[int] = None,
-                 auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None):
+                 auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None,
+                 onset_gap_s: Optional[float] = None, onset_min_s: float = 0.2):
         self.model = model
         cfg = model.feature_config
         self.cfg = cfg
@@ -173,12 +189,27 @@ class SBMLocalizer:
         self.frames_pushed = 0
         self.last_evidence_ratio = float("nan")
         self.field = _field_box(model)
+        if onset_gap_s is None:
+            onset_gap_s = 0.12 if n_sources == 0 else 0.0
+        if not (np.isfinite(onset_gap_s) and onset_gap_s >= 0):
+            raise ValueError(f"onset_gap_s must be >= 0, got {onset_gap_s}")
+        if not (np.isfinite(onset_min_s) and onset_min_s > 0):
+            raise ValueError(f"onset_min_s must be > 0, got {onset_min_s}")
+        self.onset_gap_s = float(onset_gap_s)
+        self.onset_min_s = float(onset_min_s)
+        self._gap_frames = int(round(self.onset_gap_s * cfg.frame_rate))
+        self._onset_min_frames = max(1, int(round(self.onset_min_s * cfg.frame_rate)))
+        self._quiet_run = 0             # consecutive quiet frames at the window's newest end
+        self._fresh: Optional[int] = None   # frames since an onset that dropped older speech
+        self.n_onset_drops = 0
 
     def reset(self, keep_noise_floor: bool = True) -> None:
         """Flush the window and the pending samples (e.g. after a time jump or a gap)."""
         self.extractor.reset()
         self.window.clear()
         self.frames_pushed = 0
+        self._quiet_run = 0
+        self._fresh = None
         if not keep_noise_floor:
             self.tracker.reset()
 
@@ -196,9 +227,41 @@ class SBMLocalizer:
             chi = np.zeros(P.shape, dtype=bool)      # noise floor not known yet: nothing active
         else:
             chi = P >= eps
-        self.window.push_many(Y, chi)
+        if self._gap_frames > 0:
+            self._push_with_onsets(Y, chi)
+        else:
+            self.window.push_many(Y, chi)
         self.frames_pushed += Y.shape[0]
         return Y.shape[0]
+
+    def _push_with_onsets(self, Y: np.ndarray, chi: np.ndarray) -> None:
+        """Push frames; at a speech onset (an active frame after ``onset_gap_s`` of quiet
+        frames) drop the window's frames older than the quiet gap if they hold activity."""
+        w = self.window
+        quiet = chi.mean(axis=1) < self.min_active_fraction
+        start = 0
+        dropped_at = None
+        for i in range(Y.shape[0]):
+            if quiet[i]:
+                self._quiet_run += 1
+                continue
+            if self._quiet_run >= self._gap_frames:
+                w.push_many(Y[start:i], chi[start:i])
+                start = i
+                old = w.n_frames - min(self._quiet_run, w.n_frames)
+                need = self.min_active_fraction * self.window_frames * w.n_bins
+                if old > 0 and w.active_in_oldest(old) >= need:
+                    w.drop_oldest(old)
+                    dropped_at = i
+                    self.n_onset_drops += 1
+            self._quiet_run = 0
+        w.push_many(Y[start:], chi[start:])
+        if dropped_at is not None:
+            self._fresh = Y.shape[0] - dropped_at
+        elif self._fresh is not None:
+            self._fresh += Y.shape[0]
+        if self._fresh is not None and w.n_frames >= self.window_frames:
+            self._fresh = None
 
     @property
     def end_sample(self) -> int:
@@ -210,7 +273,10 @@ class SBMLocalizer:
     def estimate(self) -> Optional[Estimate]:
         """Estimate from the current window, or None when it is too empty or too silent."""
         w = self.window
-        if w.n_frames < max(1, int(self.min_fill * self.window_frames)):
+        if self._fresh is not None:         # speech onset: only the new talker's frames
+            if self._fresh < self._onset_min_frames:
+                return None
+        elif w.n_frames < max(1, int(self.min_fill * self.window_frames)):
             return None
         frac = w.active_fraction
         if frac < self.min_active_fraction:

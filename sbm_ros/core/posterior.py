@@ -447,6 +447,26 @@ class SlidingWindow:
         if self._since >= self.recompute_every:
             self.recompute()
 
+    def drop_oldest(self, k: int) -> None:
+        """Remove the ``k`` oldest frames (all of them if ``k >= n_frames``); the newer ones and
+        their order are kept, and pushes go on filling the window from there."""
+        k = min(int(k), self.n_frames)
+        if k <= 0:
+            return
+        idx = (self._pos - self.n_frames + np.arange(k)) % self.length
+        self._ym[idx] = 0.0
+        self._chi[idx] = False
+        self.n_frames -= k
+        self.recompute()
+
+    def active_in_oldest(self, k: int) -> int:
+        """Number of active (frame, bin) entries in the ``k`` oldest frames."""
+        k = min(int(k), self.n_frames)
+        if k <= 0:
+            return 0
+        idx = (self._pos - self.n_frames + np.arange(k)) % self.length
+        return int(self._chi[idx].sum())
+
     def recompute(self) -> None:
         """Recompute the sums exactly from the buffer."""
         self.s = self._ym.sum(axis=0)

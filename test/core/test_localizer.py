@@ -116,3 +116,77 @@ def test_clip_to_field_marks_and_clips_extrapolation():
     assert c[0, 0] > 1e15 and c[1, 1] == pytest.approx(1.0 + 25.0)   # covers the raw answer
     pos, c, inside, by = _clip_to_field(np.array([np.nan, 0.0]), cov, lo, hi, margin)
     assert not inside and np.allclose(pos, [0.0, 0.0]) and by == np.inf
+
+
+def turns(spec, seed=0):
+    """1 s of noise floor, then one continuous talker after the other: (az, el, s, gap s)."""
+    parts = [np.zeros((RATE, 2))]
+    for k, (az, el, dur, gap) in enumerate(spec):
+        parts.append(synth.render(0.3 * synth.white(int(dur * RATE), seed + k), az, el))
+        parts.append(np.zeros((int(gap * RATE), 2)))
+    x = np.concatenate(parts)
+    return x + 1e-4 * np.random.default_rng(seed).normal(size=x.shape)
+
+
+def test_speech_onset_drops_the_previous_talkers_turn(models):
+    """Talker A (12, 3) then, after a 0.25 s pause, talker B (-10, -3): in the automatic mode the
+    estimates of B's turn no longer carry A's direction (the 1.2 s window held A's turn for up
+    to 0.8 s, and a voice tracker gave B's first words to A's voice); off, they do."""
+    from sbm_ros.core.tracker import Detection, VoiceTracker
+    m1, m2 = models
+    a, b = np.array([12.0, 3.0]), np.array([-10.0, -3.0])
+    x = turns([(*a, 1.2, 0.25), (*b, 1.0, 0.0)])
+    b_start, b_end = 1.0 + 1.2 + 0.25, 1.0 + 1.2 + 0.25 + 1.0
+    hop = int(0.04 * RATE)
+    results = {}
+    for gap in (None, 0.0):
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, onset_gap_s=gap)
+        tracker = VoiceTracker()
+        during_b, fed_in_b, a_voice = [], set(), None
+        for i in range(0, x.shape[0] - hop + 1, hop):
+            loc.push_audio(x[i:i + hop])
+            t = (i + hop) / RATE
+            est = loc.estimate()
+            srcs = [] if est is None else [s.position for s in est.sources]
+            up = tracker.update(t, [Detection(*p) for p in srcs], speech=True)
+            if t < b_start and up.voices:
+                a_voice = min(up.voices, key=lambda v: np.hypot(
+                    v.azimuth_deg - a[0], v.elevation_deg - a[1])).id
+            if b_start + 0.1 < t <= b_end:
+                during_b.append(srcs)
+                fed_in_b |= {v for v in up.assignments if v is not None}
+        near_a = sum(any(np.hypot(*(p - a)) < 6.0 for p in s) for s in during_b)
+        results[gap] = (near_a, a_voice in fed_in_b, loc.n_onset_drops)
+        if gap is None:
+            assert loc.onset_gap_s == 0.12 and loc.n_onset_drops == 1
+            assert sum(len(s) > 0 for s in during_b) > 10
+            assert near_a == 0, results
+            assert a_voice is not None and a_voice not in fed_in_b, results
+            assert all(np.hypot(*(np.mean(s, axis=0) - b)) < 4.0 for s in during_b if s)
+    print('estimates of B near A, A fed during B, onset drops:', results)
+    assert results[0.0][0] > 3 and results[0.0][1], results      # the old behaviour
+    assert SBMLocalizer(m1).onset_gap_s == 0.0                     # one-source mode: off
+
+
+def test_speech_onset_keeps_a_lone_talker_after_silence(models):
+    """After a silence longer than the window nothing is dropped (nothing to drop), and the
+    first estimate comes as soon as without the onset rule."""
+    m1, m2 = models
+    x = turns([(6.0, -3.0, 1.0, 2.0), (6.0, -3.0, 1.0, 0.0)])
+    first = {}
+    for gap in (None, 0.0):
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, onset_gap_s=gap)
+        hop = int(0.04 * RATE)
+        ts = []
+        for i in range(0, x.shape[0] - hop + 1, hop):
+            loc.push_audio(x[i:i + hop])
+            e = loc.estimate()
+            if e is not None and (i + hop) / RATE > 4.0:
+                ts.append((i + hop) / RATE)
+                assert all(np.hypot(s.position[0] - 6.0, s.position[1] + 3.0) < 4.0
+                           for s in e.sources)
+        first[gap] = ts[0]
+        assert loc.n_onset_drops == 0
+    assert first[None] == first[0.0], first
+    with pytest.raises(ValueError, match='onset_gap_s'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, onset_gap_s=-1.0)

@@ -121,6 +121,43 @@ def test_sliding_window_clear_and_partial():
         SlidingWindow(6, 0)
 
 
+def test_sliding_window_drop_oldest_keeps_the_newest_frames():
+    """After dropping the k oldest frames the window holds exactly the newer ones, and pushes
+    (single or many) fill it back to its length with the statistics of the last frames."""
+    F, blocks, T = 8, 2, 10
+    D = F * blocks
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(60, D))
+    chi = rng.random((60, F)) > 0.3
+    for n_before, k in ((T, 4), (T, T + 5), (6, 2), (T, 0)):
+        w = SlidingWindow(D, T, n_bins=F)
+        w.push_many(Y[:23], chi[:23])                 # the ring has wrapped around
+        if n_before < T:
+            w.clear()
+            w.push_many(Y[:n_before], chi[:n_before])
+            frames, masks = Y[:n_before], chi[:n_before]
+        else:
+            frames, masks = Y[23 - T:23], chi[23 - T:23]
+        assert w.active_in_oldest(k) == int(masks[:k].sum())
+        w.drop_oldest(k)
+        kept_Y, kept_c = frames[k:], masks[k:]
+        assert w.n_frames == len(kept_Y)
+        if len(kept_Y):
+            ref = SufficientStats.from_frames(kept_Y, kept_c)
+            np.testing.assert_array_equal(w.stats.n, ref.n)
+            assert rel(w.stats.s, ref.s) < 1e-12
+        else:
+            assert w.stats.s.sum() == 0 and w.active_fraction == 0.0
+        w.push(Y[40], chi[40])
+        w.push_many(Y[41:41 + T], chi[41:41 + T])        # overfills: the window is full again
+        allY = np.concatenate([kept_Y, Y[40:41 + T]])
+        allc = np.concatenate([kept_c, chi[40:41 + T]])
+        ref = SufficientStats.from_frames(allY[-T:], allc[-T:])
+        assert w.full
+        np.testing.assert_array_equal(w.stats.n, ref.n)
+        assert rel(w.stats.s, ref.s) < 1e-9 and rel(w.stats.q, ref.q) < 1e-9
+
+
 def test_log_evidence_is_the_marginal_likelihood():
     """log p(S) equals log sum_k pi_k p(S | k) by numerical integration over x (L = 1)."""
     from scipy.stats import norm
