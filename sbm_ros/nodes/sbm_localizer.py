@@ -90,6 +90,10 @@ PARAMS = [
           'setting it at runtime reloads it.'),
     Param('auto_threshold', 0.3, 'Automatic mode: the two-source answer is published when its '
           'log-evidence exceeds the one-source one by this many nats per active entry.'),
+    Param('onset_gap_s', 0.12, 'Automatic mode: a quiet gap this long (s) before new speech '
+          "drops the previous talker's turn from the window (no estimate until 0.2 s of the "
+          'new speech is in), so the first words of the next talker are not localised at the '
+          'previous one; 0 = off.', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
     Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '
@@ -173,7 +177,8 @@ PARAMS = [
 _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
 _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
-            'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold')
+            'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold',
+            'onset_gap_s')
 #: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
 _STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
            'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
@@ -529,14 +534,16 @@ class SbmLocalizerNode(Node):
                 noise_percentile=self._param('noise_percentile'),
                 mask_margin_db=self._param('mask_margin_db'), confidence_scale=cs,
                 model_two=self.model_two if auto else None, n_sources=0 if auto else None,
-                auto_threshold=self._param('auto_threshold'))
+                auto_threshold=self._param('auto_threshold'),
+                onset_gap_s=self._param('onset_gap_s') if auto else 0.0)
         except ValueError as exc:
             self._throttled('error', 'rebuild', f'cannot build the localiser: {exc}')
             return
         self.get_logger().info(
             f'localiser ready: window {self.loc.window_s:.2f} s ({self.loc.window_frames} '
             f'frames), an estimate every {1.0 / self._param("estimate_rate"):.3f} s of audio'
-            + (', automatic 1/2 source count' if auto else ''))
+            + (f', automatic 1/2 source count, speech onset gap {self.loc.onset_gap_s:.2f} s'
+               if auto else ''))
 
     # ================================================================== audio format
     def _audio_format(self):

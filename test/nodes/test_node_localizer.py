@@ -481,6 +481,14 @@ def test_missing_model_then_runtime_model_path(models, ros):
             'n_sources': 0, 'model_path_two': models['two'], 'model_path': models['deg']})
         assert r.successful, r.reason
         p.wait_for(r'two-source model .*two\.npz', timeout=5, spin=ros.spin_for)
+        p.wait_for(r'automatic 1/2 source count, speech onset gap 0\.12 s', timeout=5,
+                   spin=ros.spin_for)
+        r = ros.set_parameters('/b/sbm_localizer', {'onset_gap_s': -0.1})
+        assert not r.successful
+        r = ros.set_parameters('/b/sbm_localizer', {'onset_gap_s': 0.25})
+        assert r.successful, r.reason
+        p.wait_for(r'automatic 1/2 source count, speech onset gap 0\.25 s', timeout=5,
+                   spin=ros.spin_for)
         r = ros.set_parameters('/b/sbm_localizer', {'n_sources': 1, 'model_path_two': ''})
         assert r.successful, r.reason
 
