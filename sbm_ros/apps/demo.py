@@ -94,8 +94,9 @@ class TrainSettings:
 def model_key(sc, ts: TrainSettings) -> str:
     d = {"settings": asdict(ts), "room": sc.room, "snr_db": sc.snr_db,
          "sample_rate": sc.sample_rate, "camera": sc.camera.to_json_dict(),
-         "version": 3}   # 2: models carry frame_var (automatic source count); 3: the
-    # two-source model carries its covariance factor (cov_scale)
+         "version": 4}   # 2: models carry frame_var (automatic source count); 3: the
+    # two-source model carries its covariance factor (cov_scale); 4: two-source EM stops with
+    # TWO_SOURCE_TOL_GAIN
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
