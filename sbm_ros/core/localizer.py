@@ -46,13 +46,18 @@ Choices where the paper is silent:
   active frame follows at least ``onset_gap_s`` of quiet frames (fewer than
   ``min_active_fraction`` of their bins active), the window's frames older than that gap are
   dropped if they hold enough activity for an estimate of their own (the previous talker's
-  turn), and no estimate is given until ``onset_min_s`` (0.2 s) of new frames are in; the window
+  turn), and no estimate is given until ``onset_min_s`` (0.12 s) of new frames are in; the window
   then grows back to its full length. Without this the 1.2 s window of the automatic mode kept
   answering with the previous talker's direction for up to 0.8 s into the next talker's turn
   (or with a two-source answer mixing the two turns), so a voice tracker gave the new talker's
   first words to the previous talker's voice. ``sbm-bench --only voices`` (demo models): id
   switches on the crossing scene 2 -> 0 for every speech-activity detector; a pause within one
   talker's speech costs nothing but the ``onset_min_s`` wait. ``onset_gap_s=0`` turns it off.
+  ``onset_min_s`` was 0.2 s: the new talker's first estimate then came 0.22-0.26 s into his
+  turn, and with the tracker's birth hits his voice rose 0.32 s after his onset; at 0.12 s
+  (``sbm-bench --only voices``, demo models, webrtc3) rise max on the return scene 0.32 -> 0.28 s,
+  crossing utterance 6 0.32 -> 0.28, switches, found, spurious and ghosts unchanged for every
+  speech-activity detector.
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ class SBMLocalizer:
     onset_gap_s, onset_min_s : float, optional
         Speech onset (see module docstring): a quiet gap this long before an active frame drops
         the older frames (default 0.12 s in the automatic mode, 0 = off otherwise); then no
-        estimate until this much new audio is in (0.2 s).
+        estimate until this much new audio is in (0.12 s).
     """
 
     def __init__(self, model: SBMModel, window_s: Optional[float] = None,
@@ -125,7 +130,7 @@ class SBMLocalizer:
                  confidence_scale: Optional[float] = None,
                  model_two: Optional[SBMModel] = None, n_sources: Optional[int] = None,
                  auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None,
-                 onset_gap_s: Optional[float] = None, onset_min_s: float = 0.2):
+                 onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12):
         self.model = model
         cfg = model.feature_config
         self.cfg = cfg

@@ -56,6 +56,37 @@ def test_non_speech_windows_feed_no_voice_but_detections_are_returned():
     assert [v.id for v in ups[-1].voices] == ["v1"]
 
 
+def test_birth_at_the_first_speech_window_when_the_direction_was_known_before():
+    """The localiser answers before the speech detector decides (its block must fill): the
+    detections of the non-speech windows just before count as birth hits, so the voice is born
+    and speaking at the first speech window, not birth_hits windows later."""
+    tr = VoiceTracker(TrackerParams(birth_hits=3))
+    ups = run(tr, [([det(5.0)], False)] * 3 + [([det(5.0)], True)])
+    assert all(u.voices == [] and u.assignments == [None] for u in ups[:3])
+    assert ups[3].born == ["v1"] and ups[3].assignments == ["v1"]
+    assert ups[3].voices[0].is_speaking
+    # a lone detection before the speech is not enough: three within birth_window_s
+    tr = VoiceTracker(TrackerParams(birth_hits=3))
+    ups = run(tr, [([det(5.0)], False), ([], False), ([], False), ([det(5.0)], True)])
+    assert ups[3].born == []
+    # the old behaviour on request
+    tr = VoiceTracker(TrackerParams(birth_hits=3, birth_before_speech=False))
+    ups = run(tr, [([det(5.0)], False)] * 3 + [([det(5.0)], True)] * 3)
+    assert [u.born for u in ups[3:]] == [[], [], ["v1"]]
+
+
+def test_non_speech_detections_never_feed_or_move_a_voice():
+    tr = VoiceTracker()
+    run(tr, [([det(2.0)], True) for _ in range(10)])
+    v = tr.voices[0]
+    ups = run(tr, [([det(3.5)], False) for _ in range(20)], t0=10 * DT)
+    assert all(u.assignments == [None] and u.born == [] for u in ups)
+    w = ups[-1].voices[0]
+    assert w.id == v.id and w.azimuth_deg == pytest.approx(v.azimuth_deg, abs=0.3)
+    assert w.n_updates == v.n_updates and not w.is_speaking
+    assert [t for t in tr._tracks if t.id is None] == []      # no tentative next to a voice
+
+
 def test_death_after_silence_timeout_and_new_id_on_return():
     p = TrackerParams(death_timeout_s=2.0)
     tr = VoiceTracker(p)
