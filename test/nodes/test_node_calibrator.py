@@ -186,8 +186,28 @@ def calibrator(ds, **params):
     return NodeProcess('sbm_calibrator', DOMAIN, p)
 
 
-def wait_ready(ros, proc):
+def wait_ready(ros, proc, name='sbm_calibrator'):
+    """The node is up and has discovered this test's service clients.
+
+    A response sent before the server has matched the client's reply reader is dropped by the
+    middleware ('failed to send response (timeout)' in the node's output, then the caller
+    times out: seen once in a CI run, on the first call right after the ready line). A
+    parameter request answered, from a client created after the test's Trigger clients,
+    shows that the node has discovered them.
+    """
+    from rcl_interfaces.srv import GetParameters
     proc.wait_for('sbm_calibrator ready', 30, spin=ros.spin_for)
+    probe = ros.node.create_client(GetParameters, f'/{name}/get_parameters')
+    deadline = time.monotonic() + 30.0
+    try:
+        while True:
+            assert probe.wait_for_service(timeout_sec=15.0), probe.srv_name
+            fut = probe.call_async(GetParameters.Request(names=['dataset_dir']))
+            if ros.spin_until(fut.done, 3.0):
+                return
+            assert time.monotonic() < deadline, f'{name} never answered a parameter request'
+    finally:
+        ros.node.destroy_client(probe)
 
 
 def start_when_ready(ros, head, start, timeout=20.0):
@@ -394,7 +414,7 @@ def test_train_fits_both_models_and_hands_them_to_the_localizer(ros, tmp_path):
          'model_output_two': str(out)}
     proc = NodeProcess('sbm_calibrator', DOMAIN, p, name=name)
     with loc, proc, logs_on_failure(proc, loc):
-        wait_ready(ros, proc)
+        wait_ready(ros, proc, name)
         loc.wait_for('no model_path set', 30, spin=ros.spin_for)
         # the two files must differ
         res = call(ros, train)
