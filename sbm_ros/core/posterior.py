@@ -450,22 +450,22 @@ class SlidingWindow:
     def drop_oldest(self, k: int) -> None:
         """Remove the ``k`` oldest frames (all of them if ``k >= n_frames``); the newer ones and
         their order are kept, and pushes go on filling the window from there."""
-        k = min(int(k), self.n_frames)
-        if k <= 0:
+        idx = self._oldest(k)
+        if idx.size == 0:
             return
-        idx = (self._pos - self.n_frames + np.arange(k)) % self.length
         self._ym[idx] = 0.0
         self._chi[idx] = False
-        self.n_frames -= k
+        self.n_frames -= idx.size
         self.recompute()
 
     def active_in_oldest(self, k: int) -> int:
         """Number of active (frame, bin) entries in the ``k`` oldest frames."""
-        k = min(int(k), self.n_frames)
-        if k <= 0:
-            return 0
-        idx = (self._pos - self.n_frames + np.arange(k)) % self.length
-        return int(self._chi[idx].sum())
+        return int(self._chi[self._oldest(k)].sum())
+
+    def _oldest(self, k: int) -> np.ndarray:
+        """Ring slots of the ``min(k, n_frames)`` oldest frames (empty for k <= 0)."""
+        k = max(0, min(int(k), self.n_frames))
+        return (self._pos - self.n_frames + np.arange(k)) % self.length
 
     def recompute(self) -> None:
         """Recompute the sums exactly from the buffer."""
