@@ -90,9 +90,9 @@ PARAMS = [
           'setting it at runtime reloads it.'),
     Param('auto_threshold', 0.3, 'Automatic mode: the two-source answer is published when its '
           'log-evidence exceeds the one-source one by this many nats per active entry.'),
-    Param('onset_gap_s', 0.12, 'Automatic mode: a quiet gap this long (s) before new speech '
-          "drops the previous talker's turn from the window (no estimate until 0.2 s of the "
-          'new speech is in), so the first words of the next talker are not localised at the '
+    Param('onset_gap_s', 0.12, 'Automatic mode: a quiet gap this long (s) before new '
+          "speech drops the previous talker's turn from the window (no estimate until 0.12 s of "
+          'the new speech is in), so the first words of the next talker are not localised at the '
           'previous one; 0 = off.', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
