@@ -498,7 +498,7 @@ class SbmLocalizerNode(Node):
         if self.voice_pubs is None or self.voice_stream is None:
             return None
         usable = [o for o in outs if o.direction is not None]
-        srcs = [(o.direction[0], o.direction[1], o.direction_cov) for o in usable]
+        srcs = [(o.direction[0], o.direction[1], o.direction_cov, o.share) for o in usable]
         step = self.voice_stream.update(end_ns / 1e9, srcs)
         if step.update.reset:
             self._throttled('warn', 'voices_reset', 'audio stamps jumped back: every voice '

@@ -214,3 +214,38 @@ def test_speech_onset_keeps_a_lone_talker_after_silence(models):
     assert first[None] == first[0.0], first
     with pytest.raises(ValueError, match='onset_gap_s'):
         SBMLocalizer(m1, model_two=m2, n_sources=0, onset_gap_s=-1.0)
+
+
+def test_two_source_share_of_the_newest_audio(models):
+    """Two talkers, then only B: in the two-source answers (the 1.2 s window still holds A)
+    A's share of the newest 0.2 s is large while A talks and small 0.3 s after A stopped."""
+    m1, m2 = models
+    a, b = np.array([12.0, 3.0]), np.array([-10.0, -3.0])
+    n_both, n_b = int(1.5 * RATE), int(1.0 * RATE)
+    xa = synth.render(0.3 * synth.white(n_both, 1), *a)
+    xb = synth.render(0.3 * synth.white(n_both + n_b, 2), *b)
+    x = np.concatenate([np.zeros((RATE, 2)), xb])
+    x[RATE:RATE + n_both] += xa
+    x += 1e-4 * np.random.default_rng(0).normal(size=x.shape)
+    a_end = 1.0 + 1.5
+    loc = SBMLocalizer(m1, model_two=m2, n_sources=0)
+    assert loc.share_s == 0.2 and SBMLocalizer(m1).share_s == 0.0
+    hop = int(0.04 * RATE)
+    during, after = [], []
+    for i in range(0, x.shape[0] - hop + 1, hop):
+        loc.push_audio(x[i:i + hop])
+        t = (i + hop) / RATE
+        e = loc.estimate()
+        if e is None or len(e.sources) != 2:
+            if e is not None:
+                assert e.sources[0].share == 1.0
+            continue
+        sa = min(e.sources, key=lambda s: np.hypot(*(s.position - a)))
+        assert 0.0 <= sa.share <= 1.0
+        if 1.6 < t < a_end:
+            during.append(sa.share)
+        elif a_end + 0.3 < t < a_end + 0.8:
+            after.append(sa.share)
+    print('share of A while A talks, after A stopped:', np.round(during, 2), np.round(after, 2))
+    assert len(during) > 5 and len(after) > 3
+    assert np.median(during) > 0.2 and min(after) < 0.15 and np.median(after) < 0.1
