@@ -94,6 +94,11 @@ PARAMS = [
           "speech drops the previous talker's turn from the window (no estimate until 0.12 s of "
           'the new speech is in), so the first words of the next talker are not localised at the '
           'previous one; 0 = off.', non_negative),
+    Param('join_s', 0.4, 'Automatic mode: when the window gives one source, the newest this '
+          'many s of it are tested on their own and their two-source answer is published if '
+          'its evidence passes 0.5 nats per active entry, so a talker who starts while another '
+          'one talks is localised (and his voice speaks) within about 0.3 s; 0 = off (saves two '
+          'evidence evaluations per one-source estimate).', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
     Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '
@@ -178,7 +183,7 @@ _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
 _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
             'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold',
-            'onset_gap_s')
+            'onset_gap_s', 'join_s')
 #: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
 _STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
            'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
@@ -535,7 +540,8 @@ class SbmLocalizerNode(Node):
                 mask_margin_db=self._param('mask_margin_db'), confidence_scale=cs,
                 model_two=self.model_two if auto else None, n_sources=0 if auto else None,
                 auto_threshold=self._param('auto_threshold'),
-                onset_gap_s=self._param('onset_gap_s') if auto else 0.0)
+                onset_gap_s=self._param('onset_gap_s') if auto else 0.0,
+                join_s=self._param('join_s') if auto else 0.0)
         except ValueError as exc:
             self._throttled('error', 'rebuild', f'cannot build the localiser: {exc}')
             return

@@ -249,3 +249,39 @@ def test_two_source_share_of_the_newest_audio(models):
     print('share of A while A talks, after A stopped:', np.round(during, 2), np.round(after, 2))
     assert len(during) > 5 and len(after) > 3
     assert np.median(during) > 0.2 and min(after) < 0.15 and np.median(after) < 0.1
+
+
+def test_second_talker_joining_is_localised_from_the_newest_audio(kemar_models):
+    """Virtual head: A talks alone, then B joins. The 1.2 s window is mostly A's for a while;
+    the test of its newest 0.4 s gives the two-source answer sooner (join_s=0: as before)."""
+    from sbm_ros.sim import speech
+    from sbm_ros.sim.render import add_self_noise
+    head, m1, m2 = kemar_models
+    s1 = speech('one two three four five six seven eight', voice='en')
+    s2 = speech('un deux trois quatre cinq six sept huit', voice='fr+f3')
+    lag = int(1.5 * RATE)
+    n = min(len(s1), len(s2) + lag)
+    s2 = np.concatenate([np.zeros(lag), s2])[:n]
+    on = np.flatnonzero(np.abs(s2) > 0.05 * np.abs(s2).max())[0] / RATE   # B's first word
+    clean = head.render_mixture([(s1[:n], -8.0, 3.0), (s2, 7.0, -4.0)], snr_db=None)
+    x = add_self_noise(np.concatenate([np.zeros((RATE, 2)), clean]), 30.0,
+                       np.random.default_rng(1), reference_power=float(np.mean(clean ** 2)))
+    b_start = 1.0 + on
+    hop = int(0.04 * RATE)
+    first = {}
+    for join in (None, 0.0):
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, join_s=join)
+        for i in range(0, x.shape[0] - hop + 1, hop):
+            loc.push_audio(x[i:i + hop])
+            t = (i + hop) / RATE
+            e = loc.estimate()
+            if e is not None and t >= b_start and len(e.sources) == 2:
+                first[join] = t - b_start
+                break
+        if join is None:
+            assert loc.join_s == 0.4 and loc.n_joins > 0
+    print('first two-source answer after B started (s), join on / off:', first)
+    assert first[None] <= 0.32 and first[0.0] - first[None] >= 0.07, first   # 0.30 / 0.38
+    assert SBMLocalizer(m1).join_s == 0.0
+    with pytest.raises(ValueError, match='join_s'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, join_s=-1.0)
