@@ -72,6 +72,19 @@ Choices where the paper is silent:
   two-source answer 8.5 -> 9.7 %, of two talkers 84 -> 96 %. Cost: two evidence evaluations
   of the 0.4 s statistics per one-source answer (demo scene at 25 estimates/s: estimate CPU
   0.86 -> 1.24 s per 30 s of audio).
+* **The newest audio decides** (automatic mode, with ``join_s``): two more cases where the
+  window's older part outweighs what is heard now. (1) A two-source answer one of whose
+  sources holds less than ``stale_share`` (0.02) of the newest audio (see the share below: a
+  talker or a sound that stopped, with no quiet gap for the onset rule, e.g. under a fan that
+  keeps frames active) is replaced by the answer of the newest ``join_s`` alone (two sources
+  if it passes the ``join_s`` test above, else one). (2) A one-source answer more than
+  ``turn_deg`` (5 deg) from the one-source answer of the newest ``join_s`` is replaced by the
+  latter: a turn taken without a pause, where the 1.2 s window's answer drifted from the
+  previous talker to the next one for over a second. ``sbm-bench --only voices`` replayed on
+  the scenes (webrtc3, demo models): noises, erik's return at 23.5 s under the fan (and a
+  clap) rise 0.34 -> 0.26 s (stale rule; at 0.04-0.06 instead of 0.02 a spurious voice
+  appears); crossing, bruno starting 0.02 s after alice stopped 0.46 -> 0.26 s (turn rule;
+  the same for 3-8 deg), and alice's voice no longer speaking during his first words.
 * **Share of the newest audio** (``share_s``, automatic mode only: 0.2 s): each source of a
   two-source answer gets ``SourceEstimate.share``, the fraction of the (frame, bin) entries of
   the window's newest ``share_s`` that are active and belong to it: the weights of a
@@ -153,8 +166,14 @@ class SBMLocalizer:
         over this much audio (default 0.2 s in the automatic mode, 0 = off otherwise).
     join_s, join_threshold : float, optional
         Second talker joining (automatic mode, see module docstring): when the window gives one
-        source, the two-source answer of its newest ``join_s`` (default 0.4 s; 0 = off) is
-        taken if its evidence ratio exceeds ``join_threshold`` (0.5).
+        source, the two-source answer of its newest ``join_s`` (default 0.4 s; 0 = off, and
+        the two rules below with it) is taken if its evidence ratio exceeds
+        ``join_threshold`` (0.5).
+    stale_share, turn_deg : float, optional
+        The newest audio decides (see module docstring): a two-source answer with a source
+        holding less than ``stale_share`` (0.02; 0 = off) of the newest audio, or a one-source
+        answer more than ``turn_deg`` (5 deg, target units; 0 = off) from that of the newest
+        ``join_s``, is replaced by the answer of the newest ``join_s``.
     """
 
     def __init__(self, model: SBMModel, window_s: Optional[float] = None,
@@ -166,7 +185,8 @@ class SBMLocalizer:
                  auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None,
                  onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12,
                  share_s: Optional[float] = None, join_s: Optional[float] = None,
-                 join_threshold: float = 0.5):
+                 join_threshold: float = 0.5, stale_share: float = 0.02,
+                 turn_deg: float = 5.0):
         self.model = model
         cfg = model.feature_config
         self.cfg = cfg
@@ -259,6 +279,15 @@ class SBMLocalizer:
         self.join_threshold = float(join_threshold)
         self._join_frames = int(round(self.join_s * cfg.frame_rate))
         self.n_joins = 0
+        if not (np.isfinite(stale_share) and stale_share >= 0):
+            raise ValueError(f"stale_share must be >= 0, got {stale_share}")
+        self.stale_share = float(stale_share)
+        if not (np.isfinite(turn_deg) and turn_deg >= 0):
+            raise ValueError(f"turn_deg must be >= 0, got {turn_deg}")
+        self.turn_deg = float(turn_deg)
+        self.n_turns = 0
+        self._recent_stats = None
+        self.n_stale = 0
 
     def reset(self, keep_noise_floor: bool = True) -> None:
         """Flush the window and the pending samples (e.g. after a time jump or a gap)."""
@@ -341,6 +370,8 @@ class SBMLocalizer:
         stats = w.stats
         post = self.engine.posterior(stats)
         n_src = self.model.n_sources
+        lps = self.model.dims_per_source
+        shares = None
         if self.engine_two is not None:
             e1, e2 = self.evidence_engines
             ev1 = post.log_evidence if e1 is self.engine else e1.posterior(stats).log_evidence
@@ -349,16 +380,28 @@ class SBMLocalizer:
             if ratio > self.auto_threshold:
                 post2 = self.engine_two.posterior(stats)
                 m2 = post2.mean()
-                lps = self.model.dims_per_source
                 if np.linalg.norm(m2[:lps] - m2[lps:]) >= self.auto_min_separation:
                     post, n_src = post2, 2
             if n_src == 1 and 0 < self._join_frames < w.n_frames:
+                self._recent_stats = None
                 post2 = self._join()
                 if post2 is not None:
                     post, n_src = post2, 2
+                elif self.turn_deg > 0 and self._recent_stats is not None:
+                    p1 = self.engine.posterior(self._recent_stats)
+                    if np.linalg.norm(p1.mean()[:lps] - post.mean()[:lps]) > self.turn_deg:
+                        post = p1
+                        self.n_turns += 1
+            elif (n_src == 2 and self.stale_share > 0 and self._forward is not None
+                  and 0 < self._join_frames < w.n_frames):
+                m = post.mean()
+                shares = self._shares([m[:lps], m[lps:]])
+                if min(shares) < self.stale_share:
+                    recent = self._recent_answer()
+                    if recent is not None:
+                        (post, n_src), shares = recent, None
         used = self.model_two if n_src == 2 and self.model_two is not None else self.model
         mean, cov = post.mean(), post.covariance() * (used.cov_scale * post.fit_ratio)
-        lps = self.model.dims_per_source
         sources = []
         for m in range(n_src):
             sl = slice(m * lps, (m + 1) * lps)
@@ -371,21 +414,35 @@ class SBMLocalizer:
                                           confidence=1.0 / (1.0 + r / self.confidence_scale),
                                           in_field=inside, outside_by=outside_by))
         if n_src > 1 and self._forward is not None:
-            shares = self._shares([mean[m * lps:(m + 1) * lps] for m in range(n_src)])
+            if shares is None:
+                shares = self._shares([mean[m * lps:(m + 1) * lps] for m in range(n_src)])
             for src, sh in zip(sources, shares):
                 src.share = float(sh)
         return Estimate(sources=sources, active_fraction=frac, n_active=post.n_active,
                         end_sample=self.end_sample, n_frames=w.n_frames, posterior=post)
 
-    def _join(self):
-        """The two-source posterior of the window's newest ``join_s`` when its evidence ratio
-        exceeds ``join_threshold`` and its sources are ``auto_min_separation`` apart, else
-        None (see the module docstring)."""
+    def _recent_answer(self):
+        """(posterior, source count) of the window's newest ``join_s`` alone (its two-source
+        answer if :meth:`_join` takes it), or None when it is too quiet."""
         Y, chi = self.window.newest(self._join_frames)
         stats = SufficientStats.from_frames(Y, chi)
-        n = stats.n_active
-        if n < self.min_active_fraction * chi.size:
+        if stats.n_active < self.min_active_fraction * chi.size:
             return None
+        self.n_stale += 1
+        two = self._join(stats)
+        return (two, 2) if two is not None else (self.engine.posterior(stats), 1)
+
+    def _join(self, stats: Optional[SufficientStats] = None):
+        """The two-source posterior of the window's newest ``join_s`` (or of ``stats``) when
+        its evidence ratio exceeds ``join_threshold`` and its sources are
+        ``auto_min_separation`` apart, else None (see the module docstring)."""
+        if stats is None:
+            Y, chi = self.window.newest(self._join_frames)
+            stats = SufficientStats.from_frames(Y, chi)
+            if stats.n_active < self.min_active_fraction * chi.size:
+                return None
+        n = stats.n_active
+        self._recent_stats = stats
         e1, e2 = self.evidence_engines
         ratio = (e2.posterior(stats).log_evidence - e1.posterior(stats).log_evidence) / n
         self.last_join_ratio = ratio

@@ -228,7 +228,8 @@ def test_two_source_share_of_the_newest_audio(models):
     x[RATE:RATE + n_both] += xa
     x += 1e-4 * np.random.default_rng(0).normal(size=x.shape)
     a_end = 1.0 + 1.5
-    loc = SBMLocalizer(m1, model_two=m2, n_sources=0)
+    # stale_share=0: the answers keep A's source (the stale rule would drop it, see below)
+    loc = SBMLocalizer(m1, model_two=m2, n_sources=0, stale_share=0.0)
     assert loc.share_s == 0.2 and SBMLocalizer(m1).share_s == 0.0
     hop = int(0.04 * RATE)
     during, after = [], []
@@ -285,3 +286,60 @@ def test_second_talker_joining_is_localised_from_the_newest_audio(kemar_models):
     assert SBMLocalizer(m1).join_s == 0.0
     with pytest.raises(ValueError, match='join_s'):
         SBMLocalizer(m1, model_two=m2, n_sources=0, join_s=-1.0)
+
+
+def _answers(loc, x, t0, t1):
+    hop = int(0.04 * RATE)
+    out = []
+    for i in range(0, x.shape[0] - hop + 1, hop):
+        loc.push_audio(x[i:i + hop])
+        t = (i + hop) / RATE
+        e = loc.estimate()
+        if e is not None and t0 < t < t1:
+            out.append([s.position for s in e.sources])
+    return out
+
+
+def test_stale_source_of_a_two_source_answer_gives_way_to_the_newest_audio(models):
+    """A, then B without a pause (no onset drop): the 1.2 s window's two-source answers keep A
+    for up to 0.9 s; once A's share of the newest audio is below stale_share the answer comes
+    from the newest join_s alone (B only)."""
+    m1, m2 = models
+    a, b = np.array([12.0, 3.0]), np.array([-10.0, -3.0])
+    x = turns([(*a, 1.5, 0.0), (*b, 1.5, 0.0)])
+    sw = 1.0 + 1.5
+    near_a = {}
+    for stale in (None, 0.0):
+        kw = {} if stale is None else {'stale_share': stale}
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, **kw)
+        ans = _answers(loc, x, sw + 0.5, sw + 0.85)
+        assert len(ans) >= 7
+        near_a[stale] = sum(any(np.hypot(*(p - a)) < 6.0 for p in s) for s in ans)
+        if stale is None:
+            assert loc.stale_share == 0.02 and loc.n_stale > 0
+            assert all(np.hypot(*(np.mean(s, axis=0) - b)) < 4.0 for s in ans), ans
+    print('answers with a source near A 0.5-0.85 s after the turn, rule on / off:', near_a)
+    assert near_a[None] == 0 and near_a[0.0] >= 7, near_a
+    with pytest.raises(ValueError, match='stale_share'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, stale_share=-1.0)
+
+
+def test_turn_without_a_pause_follows_the_newest_audio(models):
+    """One-source answers (two-source answers switched off here): A, then B without a pause.
+    The 1.2 s window's answer drifts from A to B for over a second; when the newest join_s
+    alone points more than turn_deg away, its answer is given instead."""
+    m1, m2 = models
+    b = np.array([-10.0, -3.0])
+    x = turns([(12.0, 3.0, 1.5, 0.0), (*b, 1.5, 0.0)])
+    sw = 1.0 + 1.5
+    on_b = {}
+    for turn in (None, 0.0):
+        kw = {} if turn is None else {'turn_deg': turn}
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, auto_threshold=1e9,
+                           join_threshold=1e9, **kw)
+        ans = _answers(loc, x, sw + 0.45, sw + 0.9)
+        assert len(ans) >= 10 and all(len(s) == 1 for s in ans)
+        on_b[turn] = sum(abs(s[0][0] - b[0]) < 3.0 for s in ans)
+        assert (loc.n_turns > 0) == (turn is None)
+    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, rule on / off:', on_b)
+    assert on_b[None] >= 10 and on_b[0.0] == 0, on_b
