@@ -85,17 +85,18 @@ Choices where the paper is silent:
   clap) rise 0.34 -> 0.26 s (stale rule; at 0.04-0.06 instead of 0.02 a spurious voice
   appears); crossing, bruno starting 0.02 s after alice stopped 0.46 -> 0.26 s (turn rule;
   the same for 3-8 deg), and alice's voice no longer speaking during his first words.
-* **Share of the newest audio** (``share_s``, automatic mode only: 0.2 s): each source of a
-  two-source answer gets ``SourceEstimate.share``, the fraction of the (frame, bin) entries of
-  the window's newest ``share_s`` that are active and belong to it: the weights of a
-  two-component mixture, fitted by EM to those entries, whose components are the one-source
-  model's mean features at the sources' positions (variance ``sigma2 + frame_var``), times
-  the fraction of those entries that is active (0 for both sources when none is). One-source
-  answers have share 1. The 1.2 s window keeps a talker who stopped in its two-source answers
-  for up to 1.2 s; his share drops within about 0.15 s (demo scene: 0.4-0.8 while he talks,
-  0.1-0.2 once he stopped, before the activity weighting). The positions are unchanged; the
-  voice tracker uses the share for ``is_speaking`` (:mod:`.tracker`). Cost: one mixture fit
-  over the newest 25 frames per two-source answer.
+* **Share of the newest audio** (``share_s``, automatic mode only: 0.2 s): each source gets
+  ``SourceEstimate.share``, the fraction of the (frame, bin) entries of the window's newest
+  ``share_s`` that are active and belong to it. For a two-source answer: the weights of a
+  two-component mixture, fitted by EM to the active entries, whose components are the
+  one-source model's mean features at the sources' positions (variance
+  ``sigma2 + frame_var``), times the fraction of the entries that is active (0 for both
+  sources when none is); for a one-source answer: that active fraction. The 1.2 s window keeps
+  a talker who stopped in its two-source answers for up to 1.2 s; his share drops within about
+  0.15 s (demo scene: 0.4-0.8 while he talks, 0.1-0.2 once he stopped, before the activity
+  weighting); a one-source answer's share drops as the talker's audio fades. The positions
+  are unchanged; the voice tracker uses the share for ``is_speaking`` (:mod:`.tracker`).
+  Cost: one mixture fit over the newest 25 frames per two-source answer (~0.9 ms).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class SourceEstimate:
     confidence: float
     in_field: bool = True       # False: the posterior mean lay outside the recorded field
     outside_by: float = 0.0     # distance of the raw posterior mean to the field (target units)
-    share: float = 1.0          # of a two-source answer: its share of the newest audio
+    share: float = 1.0          # its share of the newest audio (automatic mode, else 1)
 
     def to_dict(self, names) -> dict:
         return {"position": {n: float(v) for n, v in zip(names, self.position)},
@@ -413,6 +414,9 @@ class SBMLocalizer:
             sources.append(SourceEstimate(position=pos, covariance=c,
                                           confidence=1.0 / (1.0 + r / self.confidence_scale),
                                           in_field=inside, outside_by=outside_by))
+        if n_src == 1 and self._share_frames > 0:
+            _, chi = self.window.newest(self._share_frames)
+            sources[0].share = float(chi.mean()) if chi.size else 0.0
         if n_src > 1 and self._forward is not None:
             if shares is None:
                 shares = self._shares([mean[m * lps:(m + 1) * lps] for m in range(n_src)])

@@ -73,8 +73,10 @@ The model (all parameters in :class:`TrackerParams`):
   the newest audio (:attr:`sbm_ros.core.localizer.SourceEstimate.share`, 1 when unknown) is
   below ``min_share``: when one of two talkers stops, the localiser's window still holds his
   speech for up to 1.2 s and its two-source answers keep his direction, which kept his voice
-  fed, and speaking, until the other talker stopped too. Such a detection still feeds the
-  voice (position, death clock, no new voice). ``sbm-bench --only voices`` replayed on the
+  fed, and speaking, until the other talker stopped too. (A one-source answer's share is the
+  active fraction of the newest audio: it falls as the talker's audio fades, whatever the
+  speech detector's hangover.) Such a detection still feeds the voice (position, death clock,
+  no new voice). ``sbm-bench --only voices`` replayed on the
   stored localiser output (webrtc3, demo models): overlapped fall max 0.61 -> 0.42 s (demo),
   0.57 -> 0.34 (crossing), 1.07 -> 0.43 (return); blocks where a voice speaks while its person
   is silent (more than 0.5 s after / 0.1 s before an utterance) 54 -> 13 on the crossing
