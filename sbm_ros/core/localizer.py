@@ -77,14 +77,18 @@ Choices where the paper is silent:
   sources holds less than ``stale_share`` (0.02) of the newest audio (see the share below: a
   talker or a sound that stopped, with no quiet gap for the onset rule, e.g. under a fan that
   keeps frames active) is replaced by the answer of the newest ``join_s`` alone (two sources
-  if it passes the ``join_s`` test above, else one). (2) A one-source answer more than
-  ``turn_deg`` (5 deg) from the one-source answer of the newest ``join_s`` is replaced by the
-  latter: a turn taken without a pause, where the 1.2 s window's answer drifted from the
-  previous talker to the next one for over a second. ``sbm-bench --only voices`` replayed on
-  the scenes (webrtc3, demo models): noises, erik's return at 23.5 s under the fan (and a
-  clap) rise 0.34 -> 0.26 s (stale rule; at 0.04-0.06 instead of 0.02 a spurious voice
-  appears); crossing, bruno starting 0.02 s after alice stopped 0.46 -> 0.26 s (turn rule;
-  the same for 3-8 deg), and alice's voice no longer speaking during his first words.
+  if it passes the ``join_s`` test above, else one). (2) Off by default
+  (``turn_deg=0``): a one-source answer more than ``turn_deg`` from the one-source answer of
+  the newest ``join_s`` is replaced by the latter: a turn taken without a pause, where the
+  1.2 s window's answer drifted from the previous talker to the next one for over a second.
+  ``sbm-bench --only voices`` replayed on the scenes (webrtc3, demo models): noises, erik's
+  return at 23.5 s under the fan (and a clap) rise 0.34 -> 0.26 s (stale rule; at 0.04-0.06
+  instead of 0.02 a spurious voice appears); crossing, bruno starting 0.02 s after alice
+  stopped 0.46 -> 0.26 s with ``turn_deg=5`` (the same for 3-8 deg), and alice's voice no
+  longer speaking during his first words; but with ``join_s`` 0.3 or 0.5 instead of 0.4 it
+  added a ghost voice on the crossing scene, and comparing with the evidence posterior's mean
+  (sigma2 + frame_var) instead of the estimate's gave 2 id switches there (alice's voice
+  taken by bruno where they are 2-6 deg apart): too fragile to be on.
 * **Share of the newest audio** (``share_s``, automatic mode only: 0.2 s): each source gets
   ``SourceEstimate.share``, the fraction of the (frame, bin) entries of the window's newest
   ``share_s`` that are active and belong to it. For a two-source answer: the weights of a
@@ -173,7 +177,7 @@ class SBMLocalizer:
     stale_share, turn_deg : float, optional
         The newest audio decides (see module docstring): a two-source answer with a source
         holding less than ``stale_share`` (0.02; 0 = off) of the newest audio, or a one-source
-        answer more than ``turn_deg`` (5 deg, target units; 0 = off) from that of the newest
+        answer more than ``turn_deg`` (target units; default 0 = off) from that of the newest
         ``join_s``, is replaced by the answer of the newest ``join_s``.
     """
 
@@ -187,7 +191,7 @@ class SBMLocalizer:
                  onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12,
                  share_s: Optional[float] = None, join_s: Optional[float] = None,
                  join_threshold: float = 0.5, stale_share: float = 0.02,
-                 turn_deg: float = 5.0):
+                 turn_deg: float = 0.0):
         self.model = model
         cfg = model.feature_config
         self.cfg = cfg

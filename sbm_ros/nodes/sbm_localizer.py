@@ -98,9 +98,8 @@ PARAMS = [
           'many s of it are tested on their own and their two-source answer is published if '
           'its evidence passes 0.5 nats per active entry, so a talker who starts while another '
           'one talks is localised (and his voice speaks) within about 0.3 s; they also replace '
-          "a two-source answer that holds a source no longer heard, and a one-source answer "
-          "left behind by a turn taken without a pause; 0 = off (saves two evidence "
-          'evaluations per one-source estimate).', non_negative),
+          'a two-source answer that holds a source no longer heard; 0 = off (saves two '
+          'evidence evaluations per one-source estimate).', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
     Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '

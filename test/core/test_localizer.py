@@ -328,20 +328,23 @@ def test_stale_source_of_a_two_source_answer_gives_way_to_the_newest_audio(model
 
 def test_turn_without_a_pause_follows_the_newest_audio(models):
     """One-source answers (two-source answers switched off here): A, then B without a pause.
-    The 1.2 s window's answer drifts from A to B for over a second; when the newest join_s
-    alone points more than turn_deg away, its answer is given instead."""
+    The 1.2 s window's answer drifts from A to B for over a second; with turn_deg (off by
+    default), when the newest join_s alone points more than turn_deg away, its answer is
+    given instead."""
     m1, m2 = models
     b = np.array([-10.0, -3.0])
     x = turns([(12.0, 3.0, 1.5, 0.0), (*b, 1.5, 0.0)])
     sw = 1.0 + 1.5
     on_b = {}
-    for turn in (None, 0.0):
+    for turn in (5.0, None):
         kw = {} if turn is None else {'turn_deg': turn}
         loc = SBMLocalizer(m1, model_two=m2, n_sources=0, auto_threshold=1e9,
                            join_threshold=1e9, **kw)
         ans = _answers(loc, x, sw + 0.45, sw + 0.9)
         assert len(ans) >= 10 and all(len(s) == 1 for s in ans)
         on_b[turn] = sum(abs(s[0][0] - b[0]) < 3.0 for s in ans)
-        assert (loc.n_turns > 0) == (turn is None)
-    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, rule on / off:', on_b)
-    assert on_b[None] >= 10 and on_b[0.0] == 0, on_b
+        assert (loc.n_turns > 0) == (turn is not None)
+    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, 5 deg / off:', on_b)
+    assert on_b[5.0] >= 10 and on_b[None] == 0, on_b
+    with pytest.raises(ValueError, match='turn_deg'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, turn_deg=-1.0)
