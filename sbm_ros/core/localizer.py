@@ -113,6 +113,11 @@ class SBMLocalizer:
         Minimum fraction of the window that must be filled with frames.
     noise_window_s, noise_percentile, mask_margin_db : float
         Adaptive noise floor (see module docstring).
+    noise_refresh_s : float
+        The noise floor's percentile is recomputed once per this much audio (0.5 s; every
+        0.1 s while its history is filling). It moves slowly (a low percentile of the last
+        ``noise_window_s``) and cost a fifth of the one-source localiser when recomputed every
+        0.1 s.
     noise_floor : array (F,) or float, optional
         Fixed per-bin noise power instead of the adaptive tracker (the margin is still applied).
     confidence_scale : float, optional
@@ -130,7 +135,8 @@ class SBMLocalizer:
                  confidence_scale: Optional[float] = None,
                  model_two: Optional[SBMModel] = None, n_sources: Optional[int] = None,
                  auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None,
-                 onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12):
+                 onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12,
+                 noise_refresh_s: float = 0.5):
         self.model = model
         cfg = model.feature_config
         self.cfg = cfg
@@ -176,7 +182,7 @@ class SBMLocalizer:
         self.extractor = StreamingFeatureExtractor(cfg)
         self.tracker = NoiseFloorTracker(cfg.n_freq, cfg.frame_rate, window_s=noise_window_s,
                                          percentile=noise_percentile, margin_db=mask_margin_db,
-                                         decimate=2)
+                                         decimate=2, refresh_s=noise_refresh_s)
         self.fixed_eps = None
         if noise_floor is not None:
             nf = np.broadcast_to(np.asarray(noise_floor, dtype=np.float64), (cfg.n_freq,))
@@ -287,12 +293,18 @@ class SBMLocalizer:
         if frac < self.min_active_fraction:
             return None
         stats = w.stats
-        post = self.engine.posterior(stats)
+        post = None
         n_src = self.model.n_sources
         if self.engine_two is not None:
+            # The evidences first (log-evidence only); the one-source posterior only when it
+            # is the answer (or the evidence engine).
             e1, e2 = self.evidence_engines
-            ev1 = post.log_evidence if e1 is self.engine else e1.posterior(stats).log_evidence
-            ratio = (e2.posterior(stats).log_evidence - ev1) / max(post.n_active, 1)
+            if e1 is self.engine:
+                post = self.engine.posterior(stats)
+                ev1 = post.log_evidence
+            else:
+                ev1 = e1.log_evidence(stats)
+            ratio = (e2.log_evidence(stats) - ev1) / max(stats.n_active, 1)
             self.last_evidence_ratio = ratio
             if ratio > self.auto_threshold:
                 post2 = self.engine_two.posterior(stats)
@@ -300,6 +312,8 @@ class SBMLocalizer:
                 lps = self.model.dims_per_source
                 if np.linalg.norm(m2[:lps] - m2[lps:]) >= self.auto_min_separation:
                     post, n_src = post2, 2
+        if post is None:
+            post = self.engine.posterior(stats)
         used = self.model_two if n_src == 2 and self.model_two is not None else self.model
         mean, cov = post.mean(), post.covariance() * (used.cov_scale * post.fit_ratio)
         lps = self.model.dims_per_source
