@@ -473,7 +473,10 @@ class NoiseFloorTracker:
     refresh_s : float
         The percentile is recomputed lazily, at most once per ``refresh_s`` seconds of new
         frames (default 0.1 s), and cached in between; this keeps the cost at a few ms per
-        second of audio. The first call after ``min_time_s`` always recomputes.
+        second of audio. The first call after ``min_time_s`` always recomputes, and while the
+        history is still filling (its first ``window_s`` seconds, or after :meth:`reset`) it
+        is recomputed at least every ``fill_refresh_s`` seconds (default 0.1 s), so that a
+        slow ``refresh_s`` does not hold a floor taken from a short history.
     bias_correction : bool
         Apply the Gamma(2) percentile-to-mean correction described above (default True).
     min_eps : float
@@ -494,6 +497,7 @@ class NoiseFloorTracker:
         refresh_s: float = 0.1,
         bias_correction: bool = True,
         min_eps: float = 1e-12,
+        fill_refresh_s: float = 0.1,
     ) -> None:
         if int(n_freq) <= 0:
             raise ValueError(f"n_freq must be > 0, got {n_freq}")
@@ -507,8 +511,8 @@ class NoiseFloorTracker:
             raise ValueError(f"margin_db must be finite, got {margin_db}")
         if int(decimate) < 1:
             raise ValueError(f"decimate must be >= 1, got {decimate}")
-        if min_eps < 0 or min_time_s < 0 or refresh_s < 0:
-            raise ValueError("min_eps, min_time_s and refresh_s must be >= 0")
+        if min_eps < 0 or min_time_s < 0 or refresh_s < 0 or fill_refresh_s < 0:
+            raise ValueError("min_eps, min_time_s, refresh_s and fill_refresh_s must be >= 0")
         self.n_freq = int(n_freq)
         self.frame_rate = float(frame_rate)
         self.window_s = float(window_s)
@@ -525,6 +529,8 @@ class NoiseFloorTracker:
         self.capacity = max(1, int(np.ceil(window_s * frame_rate / self.decimate)))
         self.min_frames = int(np.ceil(min_time_s * frame_rate))
         self.refresh_frames = max(1, int(round(refresh_s * frame_rate)))
+        self.fill_refresh_frames = min(self.refresh_frames,
+                                       max(1, int(round(fill_refresh_s * frame_rate))))
         # (F, capacity): each bin's history is one contiguous row, so the per-bin percentile
         # (np.partition along the last axis) runs on contiguous memory.
         self._buf = np.zeros((self.n_freq, self.capacity))
@@ -578,7 +584,9 @@ class NoiseFloorTracker:
         """Per-bin noise power estimate (bias-corrected percentile, no margin), or ``None``."""
         if not self.ready:
             return None
-        if self._cached is None or self.frames_seen - self._cached_at >= self.refresh_frames:
+        every = (self.refresh_frames if self._count >= self.capacity
+                 else self.fill_refresh_frames)
+        if self._cached is None or self.frames_seen - self._cached_at >= every:
             h = self._buf[:, : self._count]
             k = int(np.floor(self.percentile / 100.0 * (self._count - 1)))
             # np.partition on the contiguous rows: the same order statistic as a full sort,

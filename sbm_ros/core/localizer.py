@@ -158,6 +158,11 @@ class SBMLocalizer:
         Minimum fraction of the window that must be filled with frames.
     noise_window_s, noise_percentile, mask_margin_db : float
         Adaptive noise floor (see module docstring).
+    noise_refresh_s : float
+        The noise floor's percentile is recomputed once per this much audio (0.5 s; every
+        0.1 s while its history is filling). It moves slowly (a low percentile of the last
+        ``noise_window_s``) and cost a fifth of the one-source localiser when recomputed every
+        0.1 s.
     noise_floor : array (F,) or float, optional
         Fixed per-bin noise power instead of the adaptive tracker (the margin is still applied).
     confidence_scale : float, optional
@@ -189,6 +194,7 @@ class SBMLocalizer:
                  model_two: Optional[SBMModel] = None, n_sources: Optional[int] = None,
                  auto_threshold: float = 0.3, auto_min_separation: Optional[float] = None,
                  onset_gap_s: Optional[float] = None, onset_min_s: float = 0.12,
+                 noise_refresh_s: float = 0.5,
                  share_s: Optional[float] = None, join_s: Optional[float] = None,
                  join_threshold: float = 0.5, stale_share: float = 0.02,
                  turn_deg: float = 0.0):
@@ -237,7 +243,7 @@ class SBMLocalizer:
         self.extractor = StreamingFeatureExtractor(cfg)
         self.tracker = NoiseFloorTracker(cfg.n_freq, cfg.frame_rate, window_s=noise_window_s,
                                          percentile=noise_percentile, margin_db=mask_margin_db,
-                                         decimate=2)
+                                         decimate=2, refresh_s=noise_refresh_s)
         self.fixed_eps = None
         if noise_floor is not None:
             nf = np.broadcast_to(np.asarray(noise_floor, dtype=np.float64), (cfg.n_freq,))
@@ -373,14 +379,20 @@ class SBMLocalizer:
         if frac < self.min_active_fraction:
             return None
         stats = w.stats
-        post = self.engine.posterior(stats)
+        post = None
         n_src = self.model.n_sources
         lps = self.model.dims_per_source
         shares = None
         if self.engine_two is not None:
+            # The evidences first (log-evidence only); the one-source posterior only when it
+            # is the answer (or the evidence engine).
             e1, e2 = self.evidence_engines
-            ev1 = post.log_evidence if e1 is self.engine else e1.posterior(stats).log_evidence
-            ratio = (e2.posterior(stats).log_evidence - ev1) / max(post.n_active, 1)
+            if e1 is self.engine:
+                post = self.engine.posterior(stats)
+                ev1 = post.log_evidence
+            else:
+                ev1 = e1.log_evidence(stats)
+            ratio = (e2.log_evidence(stats) - ev1) / max(stats.n_active, 1)
             self.last_evidence_ratio = ratio
             if ratio > self.auto_threshold:
                 post2 = self.engine_two.posterior(stats)
@@ -393,6 +405,8 @@ class SBMLocalizer:
                 if post2 is not None:
                     post, n_src = post2, 2
                 elif self.turn_deg > 0 and self._recent_stats is not None:
+                    if post is None:
+                        post = self.engine.posterior(stats)
                     p1 = self.engine.posterior(self._recent_stats)
                     if np.linalg.norm(p1.mean()[:lps] - post.mean()[:lps]) > self.turn_deg:
                         post = p1
@@ -405,6 +419,8 @@ class SBMLocalizer:
                     recent = self._recent_answer()
                     if recent is not None:
                         (post, n_src), shares = recent, None
+        if post is None:
+            post = self.engine.posterior(stats)
         used = self.model_two if n_src == 2 and self.model_two is not None else self.model
         mean, cov = post.mean(), post.covariance() * (used.cov_scale * post.fit_ratio)
         sources = []
@@ -452,7 +468,7 @@ class SBMLocalizer:
         n = stats.n_active
         self._recent_stats = stats
         e1, e2 = self.evidence_engines
-        ratio = (e2.posterior(stats).log_evidence - e1.posterior(stats).log_evidence) / n
+        ratio = (e2.log_evidence(stats) - e1.log_evidence(stats)) / n
         self.last_join_ratio = ratio
         if not ratio > self.join_threshold:
             return None

@@ -183,7 +183,7 @@ class PosteriorEngine:
 
     def _finish(self, un: np.ndarray, us: np.ndarray, n_active: int,
                 const: float = 0.0, wyy: Optional[float] = None,
-                n_obs: int = 0) -> Posterior:
+                n_obs: int = 0, evidence_only: bool = False):
         K, L, P = self.K, self.L, self.P
         un = un.reshape(K, P + L + 1)
         us = us.reshape(K, L + 1)
@@ -197,12 +197,14 @@ class PosteriorEngine:
         chol = np.linalg.cholesky(Vinv)
         Linv = np.linalg.inv(chol)                                       # C^-1, lower
         z = np.matmul(Linv, h[:, :, None])                               # C^-1 h
-        mu = np.matmul(Linv.transpose(0, 2, 1), z)[:, :, 0]
         logdet_Vinv = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
         muVmu = np.sum(z[:, :, 0] ** 2, axis=1)                          # h^T Vinv^-1 h
         log_nu = (self.logpi - 0.5 * logdet_Vinv - 0.5 * self.logdetG
                   - 0.5 * (-2.0 * us[:, L] + un[:, P + L] + self.cGc - muVmu))
         lse = _logsumexp(log_nu)
+        if evidence_only:       # the same figure as Posterior.log_evidence, without mu and V
+            return float(lse + const)
+        mu = np.matmul(Linv.transpose(0, 2, 1), z)[:, :, 0]
         w = np.exp(log_nu - lse)
         V = np.matmul(Linv.transpose(0, 2, 1), Linv)
         fit = 1.0
@@ -215,7 +217,7 @@ class PosteriorEngine:
         return Posterior(weights=w, means=mu, covs=V, n_active=n_active,
                          log_evidence=float(lse + const), fit_ratio=fit)
 
-    def _posterior_hierarchical(self, stats: SufficientStats) -> Posterior:
+    def _posterior_hierarchical(self, stats: SufficientStats, evidence_only: bool = False):
         n = np.asarray(stats.n, dtype=np.float64)
         if n.shape[0] != self.D:
             if n.shape[0] == 0 or self.D % n.shape[0]:
@@ -233,7 +235,8 @@ class PosteriorEngine:
         us = self.Ms @ (w * ybar)
         wyy = float(w @ (ybar * ybar))
         const = -0.5 * (wyy - float(np.sum(np.log(w[seen] / (2 * np.pi)))))
-        return self._finish(un, us, stats.n_active, const, wyy=wyy, n_obs=int(seen.sum()))
+        return self._finish(un, us, stats.n_active, const, wyy=wyy, n_obs=int(seen.sum()),
+                            evidence_only=evidence_only)
 
     def posterior(self, stats: SufficientStats) -> Posterior:
         """Theorem 1 from sufficient statistics (``n`` per dimension or per bin).
@@ -244,8 +247,16 @@ class PosteriorEngine:
         With a hierarchical noise model (see the module docstring) the same formulas are
         evaluated on the window's mean with the precisions ``w``.
         """
+        return self._evaluate(stats, False)
+
+    def log_evidence(self, stats: SufficientStats) -> float:
+        """``posterior(stats).log_evidence`` (the same figure), without the posterior's means
+        and covariances: the automatic source count compares the models' evidences first."""
+        return self._evaluate(stats, True)
+
+    def _evaluate(self, stats: SufficientStats, evidence_only: bool):
         if self.noise is not None:
-            return self._posterior_hierarchical(stats)
+            return self._posterior_hierarchical(stats, evidence_only)
         n = np.asarray(stats.n, dtype=np.float64)
         if n.shape[0] == self.D:
             un = self.Mn @ n
@@ -260,7 +271,7 @@ class PosteriorEngine:
             raise ValueError(f"stats.s has length {stats.s.shape[0]}; expected D={self.D}")
         us = self.Ms @ stats.s
         const = -0.5 * (float(self.isig @ stats.q) + norm)
-        return self._finish(un, us, stats.n_active, const)
+        return self._finish(un, us, stats.n_active, const, evidence_only=evidence_only)
 
     def predict_full(self, Y: np.ndarray):
         """Posterior for fully observed single vectors (rows of Y): returns (means (N, L),

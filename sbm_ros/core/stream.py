@@ -30,6 +30,11 @@ What the gate checks, in this order, when a chunk arrives (:meth:`StreamGate.pus
   ``unstamped_chunks``). A small **reorder buffer** holds up to ``reorder_chunks`` chunks and
   releases them in stamp order (held audio never exceeds ``reorder_window_s``), so a swapped
   pair of chunks is put back in order (``reordered_chunks``) instead of flushing the window.
+  Only a chunk that leaves a hole after the cursor waits there (for the chunk that fills the
+  hole, until ``reorder_chunks`` newer ones or ``reorder_window_s`` of audio are held, or
+  :meth:`StreamGate.drain`): a chunk that continues the cursor within the tolerance is released
+  at once, and with it the held chunks it connects to, so an in-order stream is not delayed.
+  The stream's first chunk, with no cursor yet, waits for the next one.
   When a chunk is released it is compared with the end of the previous one (the cursor); the
   tolerance is ``min(stamp_tolerance_s, half the typical chunk)`` (median of the last 15):
 
@@ -334,8 +339,12 @@ class StreamGate:
                                 'stamp order: put back in order by the reorder buffer')
         heapq.heappush(self._held, (seg.stamp_ns, next(self._seq), seg))
         while self._held and (len(self._held) > cfg.reorder_chunks or self._held_span() >
-                              window_ns):
+                              window_ns or self._continues_cursor(self._held[0][0])):
             self._release(heapq.heappop(self._held)[2], out)
+
+    def _continues_cursor(self, stamp_ns: int) -> bool:
+        """A chunk stamped here follows the audio already released (no hole to wait for)."""
+        return self.cursor_ns is not None and stamp_ns - self.cursor_ns <= self._tol_ns()
 
     def _held_span(self) -> int:
         return (max(s.end_ns for _, _, s in self._held) - self._held[0][0]) if self._held else 0

@@ -14,9 +14,10 @@ Design:
   chunks longer than ``max_chunk_s`` are refused before decoding; partial frames, non-finite
   samples, digital silence, clipping, loud data and random data (loud AND incoherent between
   the ears: refused) are reported; a reorder buffer of ``reorder_chunks`` puts swapped chunks
-  back in stamp order; gaps (dropped chunks), time jumps (> ``time_jump_s``: counted once),
-  backward jumps of the stamps or of the node clock flush the window (the noise floor is
-  kept). The node logs each kind of event throttled and counts it on /diagnostics.
+  back in stamp order (only a chunk after a hole waits); gaps (dropped chunks), time jumps
+  (> ``time_jump_s``: counted once), backward jumps of the stamps or of the node clock flush
+  the window (the noise floor is kept). The node logs each kind of event throttled and counts
+  it on /diagnostics.
 * **Bad input never crashes the node**: wrong format / rate / channel count (from AudioInfo),
   compressed audio (mp3) and every stream problem above are logged with a clear throttled
   message, and the node keeps serving.
@@ -129,8 +130,9 @@ PARAMS = [
           'than min(this, half a chunk) flushes the window (gap or backward jump).', positive),
     Param('time_jump_s', 1.0, 'A gap in the stamps longer than this is counted as one time jump '
           '(time_jumps), not as dropped chunks.', positive),
-    Param('reorder_chunks', 1, 'Chunks held to put out-of-order chunks back in stamp order '
-          '(adds as many chunks of latency); 0 = none.', non_negative),
+    Param('reorder_chunks', 1, 'Chunks a hole in the stamps may hold back while the missing '
+          'chunk is awaited, to put out-of-order chunks back in stamp order; an in-order chunk '
+          'is not held (no latency); 0 = none.', non_negative),
     Param('reorder_window_s', 0.5, 'Most audio held for reordering (s); a chunk older than the '
           'audio already processed by at most this is dropped as late (late_chunks), older '
           'still is a backward jump.', positive),

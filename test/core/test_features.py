@@ -198,6 +198,31 @@ def test_noise_tracker_adapts_to_level_change():
     assert not activity_mask(np.zeros((1, F)), tr2.threshold()).any()
 
 
+def test_noise_tracker_refresh_slow_once_full_fast_while_filling():
+    """refresh_s holds the percentile once the history is full; while it fills (and after a
+    reset) it is recomputed every fill_refresh_s, so a slow refresh never holds a floor
+    taken from the first quarter second."""
+    F, fr = 8, 100.0
+    tr = NoiseFloorTracker(F, fr, window_s=1.0, refresh_s=0.5, fill_refresh_s=0.1)
+    tr.update(10.0 * np.ones((30, F)))
+    assert tr.noise_floor()[0] == pytest.approx(10.0 * tr.bias)
+    tr.update(np.ones((10, F)))                  # filling: 0.1 s later it is recomputed
+    assert tr.noise_floor()[0] == pytest.approx(tr.bias)
+    tr.update(np.ones((60, F)))                  # the history (100 frames) is now full
+    full = tr.noise_floor()
+    tr.update(0.01 * np.ones((40, F)))           # 0.4 s: held
+    np.testing.assert_array_equal(tr.noise_floor(), full)
+    tr.update(0.01 * np.ones((10, F)))           # 0.5 s: recomputed
+    assert tr.noise_floor()[0] == pytest.approx(0.01 * tr.bias)
+    tr.reset()
+    tr.update(10.0 * np.ones((30, F)))
+    assert tr.noise_floor()[0] == pytest.approx(10.0 * tr.bias)
+    tr.update(np.ones((10, F)))                  # filling again: fast refresh
+    assert tr.noise_floor()[0] == pytest.approx(tr.bias)
+    with pytest.raises(ValueError):
+        NoiseFloorTracker(F, fr, fill_refresh_s=-1.0)
+
+
 def test_noise_tracker_on_real_features_marks_speechlike_bursts():
     cfg = FeatureConfig(feature_type="ild")
     x = _noise(16000 * 2, scale=1e-3)

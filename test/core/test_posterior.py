@@ -179,6 +179,24 @@ def test_log_evidence_is_the_marginal_likelihood():
     assert abs(post.log_evidence - ref) < 1e-6
 
 
+@pytest.mark.parametrize('hierarchical', [False, True])
+def test_log_evidence_alone_equals_the_posteriors(hierarchical):
+    """PosteriorEngine.log_evidence (the automatic source count's path, without means and
+    covariances) returns exactly posterior().log_evidence."""
+    F, blocks, K, L, T = 16, 3, 9, 4, 20
+    D = F * blocks
+    p = random_params(K, L, D, seed=3)
+    rng = np.random.default_rng(4)
+    Y = (p.A[1] @ rng.uniform(-5, 5, L) + p.b[1])[None] + rng.normal(size=(T, D)) * 3.0
+    chi_bins = rng.random((T, F)) > 0.4         # per bin (the folded path) and per dimension
+    chi = np.tile(chi_bins, (1, blocks))
+    noise = (p.sigma2, 0.5 * p.sigma2) if hierarchical else None
+    eng = PosteriorEngine(p, n_bins=F, noise=noise)
+    for stats in (SufficientStats.from_frames(Y, chi_bins), SufficientStats.from_frames(Y, chi),
+                  SufficientStats.from_frames(Y[:3], chi[:3])):
+        assert eng.log_evidence(stats) == eng.posterior(stats).log_evidence
+
+
 def _finish_generic_solves(eng, un, us):
     """The previous final step (generic batched solves, solve-based inverse, scipy's
     logsumexp): the reference of the Cholesky/triangular-inverse one."""

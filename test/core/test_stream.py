@@ -41,16 +41,34 @@ def kinds(events):
     return [e.kind for e in events]
 
 
-def test_in_order_stream_is_released_one_chunk_late_without_events():
+def test_in_order_stream_is_released_at_once_without_events():
+    """Only the first chunk (no cursor yet) waits for the next one; every later chunk that
+    continues the stream is released by its own push (no chunk of latency)."""
     g = gate()
     stamps = [T0 + k * DUR for k in range(6)]
-    segs, events = feed(g, stamps)
-    assert events == []
-    assert [s.stamp_ns for s in segs] == stamps[:-1] and not any(s.flush for s in segs)
-    assert [s.arrival_ns for s in segs] == list(range(5))
-    r = g.drain()
-    assert [s.stamp_ns for s in r.segments] == stamps[-1:] and g.held == 0
+    r = g.push(pcm(talker(CHUNK)), stamps[0], arrival_ns=0)
+    assert r.segments == [] and g.held == 1
+    for k in range(1, 6):
+        r = g.push(pcm(talker(CHUNK, k)), stamps[k] + (k % 2) * 2_000_000, arrival_ns=k)
+        jittered = stamps[k] + (k % 2) * 2_000_000                       # 2 ms jitter
+        assert [s.stamp_ns for s in r.segments] == ([stamps[0]] if k == 1 else []) + [jittered]
+        assert r.events == [] and g.held == 0
+    segs, events = feed(gate(), stamps)
+    assert events == [] and [s.stamp_ns for s in segs] == stamps
+    assert not any(s.flush for s in segs) and [s.arrival_ns for s in segs] == list(range(6))
     assert segs[0].samples.shape == (CHUNK, 2)
+    assert g.drain().segments == []
+
+
+def test_a_hole_holds_the_next_chunk_until_it_is_filled():
+    g = gate()
+    feed(g, [T0, T0 + DUR])
+    r = g.push(pcm(talker(CHUNK, 5)), T0 + 3 * DUR)        # chunk 2 missing so far: held
+    assert r.segments == [] and g.held == 1
+    r = g.push(pcm(talker(CHUNK, 6)), T0 + 2 * DUR)        # the hole filled: both, in order
+    assert [s.stamp_ns for s in r.segments] == [T0 + 2 * DUR, T0 + 3 * DUR]
+    assert kinds(r.events) == ['reordered_chunks'] and not any(s.flush for s in r.segments)
+    assert g.held == 0
 
 
 def test_reorder_disabled_releases_immediately():
@@ -76,7 +94,7 @@ def test_late_and_duplicate_chunks_are_dropped_without_flush():
     segs, events = feed(g, [T0 + k * DUR for k in (0, 1, 2, 3, 1, 4, 5)])
     assert kinds(events) == ['late_chunks'] and events[0].rejected
     assert g.counts['late_chunks'] == 1
-    assert [s.stamp_ns for s in segs] == [T0 + k * DUR for k in range(5)]
+    assert [s.stamp_ns for s in segs] == [T0 + k * DUR for k in range(6)]
     assert not any(s.flush for s in segs)
 
 
@@ -86,7 +104,8 @@ def test_gap_counts_dropped_chunks_and_flushes():
     assert kinds(events) == ['gaps']
     assert 'gap of 0.150 s in the audio stamps (~3 chunk(s) missing)' in events[0].message
     assert g.counts['dropped_chunks'] == 3 and g.counts['gaps'] == 1
-    assert [s.flush for s in segs] == [False, False, False, True, False]
+    # chunk 6 waits for the hole to be filled until chunk 7 arrives: then the gap is told
+    assert [s.flush for s in segs] == [False, False, False, True, False, False]
 
 
 def test_gap_after_a_one_frame_chunk_counts_typical_chunks():
@@ -140,7 +159,7 @@ def test_time_jump_is_one_event_not_millions_of_dropped_chunks():
     assert kinds(events) == ['time_jumps']
     assert 'jumped 1000000.000 s ahead' in events[0].message
     assert g.counts['time_jumps'] == 1 and g.counts['dropped_chunks'] == 0
-    assert [s.flush for s in segs] == [False] * 4 + [True, False, False]
+    assert [s.flush for s in segs] == [False] * 4 + [True, False, False, False]
 
 
 def test_single_chunk_stamped_far_ahead_is_dropped_as_an_outlier():
@@ -161,8 +180,8 @@ def test_backward_jump_flushes_once_and_goes_on():
     segs, events = feed(g, stamps)
     assert kinds(events) == ['backward_jumps']
     assert 'audio stamps went backwards by 5.2' in events[0].message
-    assert [s.stamp_ns for s in segs] == stamps[:-1]
-    assert [s.flush for s in segs] == [False] * 5 + [True, False, False, False]
+    assert [s.stamp_ns for s in segs] == stamps
+    assert [s.flush for s in segs] == [False] * 5 + [True, False, False, False, False]
 
 
 def test_clock_jumping_backwards_flushes():
@@ -170,8 +189,9 @@ def test_clock_jumping_backwards_flushes():
     g.push(pcm(talker(CHUNK)), T0, clock_ns=50 * 10**9)
     r = g.push(pcm(talker(CHUNK)), T0 + DUR, clock_ns=10 * 10**9)
     assert kinds(r.events) == ['clock_jumps']
+    assert [s.flush for s in r.segments] == [False, True]    # the chunk after the jump
     r = g.push(pcm(talker(CHUNK)), T0 + 2 * DUR, clock_ns=10 * 10**9)
-    assert [s.flush for s in r.segments] == [True]           # the chunk after the jump
+    assert [s.flush for s in r.segments] == [False]
 
 
 def test_unstamped_chunks_are_stamped_by_sample_count():
@@ -179,7 +199,6 @@ def test_unstamped_chunks_are_stamped_by_sample_count():
     feed(g, [T0, T0 + DUR])
     r = g.push(pcm(talker(CHUNK)), 0)
     assert kinds(r.events) == ['unstamped_chunks']
-    r = g.drain()
     assert [s.stamp_ns for s in r.segments] == [T0 + 2 * DUR] and not r.segments[0].flush
 
 

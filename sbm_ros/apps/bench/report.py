@@ -368,7 +368,8 @@ def _speed_section(add, out: dict, bc: BenchConfig) -> None:
             f"{r['flops'] / (sp['gflops'] * 1e9) * 1e6:.1f} µs | "
             f"{r['median'] / (r['flops'] / (sp['gflops'] * 1e9)):.0f}× |")
     add("\nLatency = wall time of `SBMLocalizer.estimate()` on full windows during the "
-        "sliding-window scenes (push of 40 ms of audio measured apart: "
+        "sliding-window scenes, BLAS on one thread as in the node (push of 40 ms of audio "
+        "measured apart: "
         + ", ".join(f"{r['name']} median {r['push_median'] * 1e3:.2f} ms" for r in
                     sp["latency"]) + "). Naive = `posterior_direct` summing eqs. 17-19 over "
         "every active (frame, dimension) entry of the same window; max |difference| of the "

@@ -78,7 +78,17 @@ def counting_scene(head, camera, bc: BenchConfig, speakers, seed_tag: int, pause
 def run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s=0.04,
                 naive_windows=0):
     """Feeds ``x`` to an :class:`SBMLocalizer` in ``hop_s`` blocks, estimating after each; per
-    utterance, the median of the estimates whose window centre lies inside it."""
+    utterance, the median of the estimates whose window centre lies inside it. BLAS runs on
+    one thread, as in the sbm_localizer node (``blas_threads`` 1): the latencies are then those
+    of the node and do not stall when another process holds a core."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_sliding(model, x, nf, utts, window_s, bc, hop_s, naive_windows)
+
+
+def _run_sliding(model: SBMModel, x, nf, utts, window_s, bc: BenchConfig, hop_s,
+                 naive_windows):
     loc = SBMLocalizer(model, window_s=window_s, noise_floor=nf, mask_margin_db=bc.mask_margin_db)
     hop = int(round(hop_s * RATE))
     M = model.n_sources
