@@ -473,6 +473,13 @@ class SlidingWindow:
         """Number of active (frame, bin) entries in the ``k`` oldest frames."""
         return int(self._chi[self._oldest(k)].sum())
 
+    def newest(self, k: int):
+        """(masked features (k', D), masks (k', F)) of the ``k' = min(k, n_frames)`` newest
+        frames, oldest first (copies)."""
+        k = max(0, min(int(k), self.n_frames))
+        idx = (self._pos - k + np.arange(k)) % self.length
+        return self._ym[idx], self._chi[idx]
+
     def _oldest(self, k: int) -> np.ndarray:
         """Ring slots of the ``min(k, n_frames)`` oldest frames (empty for k <= 0)."""
         k = max(0, min(int(k), self.n_frames))

@@ -8,6 +8,7 @@ directions go to a :class:`~sbm_ros.core.tracker.VoiceTracker`::
     vs = VoiceStream(sample_rate=16000, vad='webrtc3')
     vs.push(x)                              # float (n, 2) as given to SBMLocalizer.push_audio
     step = vs.update(stamp_s, [(az, el, cov_deg2), ...])   # every estimate, [] when silent
+    #                                       (or (az, el, cov_deg2, share): SourceEstimate.share)
     step.update.voices / .born / .died / .assignments      # the tracker's answer
     step.mix                                # float mono (L+R)/2 since the previous update
     step.speech                             # the speech-activity decision used
@@ -89,10 +90,13 @@ class VoiceStream:
         return self.vad.decision()
 
     def update(self, stamp_s: float,
-               sources: Sequence[Tuple[float, float, Optional[np.ndarray]]]) -> VoiceStep:
-        """One window at ``stamp_s`` (s) with its sources (az, el, 2x2 covariance or None)."""
+               sources: Sequence[Tuple]) -> VoiceStep:
+        """One window at ``stamp_s`` (s) with its sources (az, el, 2x2 covariance or None[,
+        share of the newest audio, :attr:`~sbm_ros.core.localizer.SourceEstimate.share`])."""
         d = self.decision()
-        dets = [Detection(float(az), float(el), cov) for az, el, cov in sources]
+        dets = [Detection(float(s[0]), float(s[1]), s[2],
+                          share=float(s[3]) if len(s) > 3 and s[3] is not None else 1.0)
+                for s in sources]
         up = self.tracker.update(stamp_s, dets, speech=bool(d.speech))
         mix = np.concatenate(self._mix) if self._mix else np.zeros(0)
         self._mix, self._mix_n = [], 0

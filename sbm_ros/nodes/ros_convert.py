@@ -59,6 +59,7 @@ class SourceOutput:
     direction_cov: Optional[np.ndarray] = None   # (2, 2) deg^2
     pixel: Optional[np.ndarray] = None           # (u, v)
     pixel_cov: Optional[np.ndarray] = None       # (2, 2) px^2
+    share: float = 1.0                           # of the newest audio (SourceEstimate.share)
 
 
 def _finite(a) -> bool:
@@ -83,7 +84,8 @@ def resolve_sources(sources: Sequence, target_space: str, dims_per_source: int,
     for m, s in enumerate(sources):
         pos = np.asarray(s.position, dtype=np.float64).reshape(-1)
         cov = np.asarray(s.covariance, dtype=np.float64).reshape(len(pos), len(pos))
-        o = SourceOutput(index=m, confidence=float(s.confidence))
+        o = SourceOutput(index=m, confidence=float(s.confidence),
+                         share=float(getattr(s, 'share', 1.0)))
         if target_space == 'degrees':
             if dims_per_source == 1:
                 d, c = np.array([pos[0], 0.0]), np.diag([cov[0, 0], 0.0])

@@ -95,6 +95,12 @@ PARAMS = [
           "speech drops the previous talker's turn from the window (no estimate until 0.12 s of "
           'the new speech is in), so the first words of the next talker are not localised at the '
           'previous one; 0 = off.', non_negative),
+    Param('join_s', 0.4, 'Automatic mode: when the window gives one source, the newest this '
+          'many s of it are tested on their own and their two-source answer is published if '
+          'its evidence passes 0.5 nats per active entry, so a talker who starts while another '
+          'one talks is localised (and his voice speaks) within about 0.3 s; they also replace '
+          'a two-source answer that holds a source no longer heard; 0 = off (saves two '
+          'evidence evaluations per one-source estimate).', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
     Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '
@@ -180,7 +186,7 @@ _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
 _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
             'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold',
-            'onset_gap_s')
+            'onset_gap_s', 'join_s')
 #: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
 _STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
            'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
@@ -500,7 +506,7 @@ class SbmLocalizerNode(Node):
         if self.voice_pubs is None or self.voice_stream is None:
             return None
         usable = [o for o in outs if o.direction is not None]
-        srcs = [(o.direction[0], o.direction[1], o.direction_cov) for o in usable]
+        srcs = [(o.direction[0], o.direction[1], o.direction_cov, o.share) for o in usable]
         step = self.voice_stream.update(end_ns / 1e9, srcs)
         if step.update.reset:
             self._throttled('warn', 'voices_reset', 'audio stamps jumped back: every voice '
@@ -537,7 +543,8 @@ class SbmLocalizerNode(Node):
                 mask_margin_db=self._param('mask_margin_db'), confidence_scale=cs,
                 model_two=self.model_two if auto else None, n_sources=0 if auto else None,
                 auto_threshold=self._param('auto_threshold'),
-                onset_gap_s=self._param('onset_gap_s') if auto else 0.0)
+                onset_gap_s=self._param('onset_gap_s') if auto else 0.0,
+                join_s=self._param('join_s') if auto else 0.0)
         except ValueError as exc:
             self._throttled('error', 'rebuild', f'cannot build the localiser: {exc}')
             return

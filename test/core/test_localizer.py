@@ -214,3 +214,137 @@ def test_speech_onset_keeps_a_lone_talker_after_silence(models):
     assert first[None] == first[0.0], first
     with pytest.raises(ValueError, match='onset_gap_s'):
         SBMLocalizer(m1, model_two=m2, n_sources=0, onset_gap_s=-1.0)
+
+
+def test_two_source_share_of_the_newest_audio(models):
+    """Two talkers, then only B: in the two-source answers (the 1.2 s window still holds A)
+    A's share of the newest 0.2 s is large while A talks and small 0.3 s after A stopped; a
+    one-source answer's share is the active fraction of the newest 0.2 s."""
+    m1, m2 = models
+    a, b = np.array([12.0, 3.0]), np.array([-10.0, -3.0])
+    n_both, n_b = int(1.5 * RATE), int(1.0 * RATE)
+    xa = synth.render(0.3 * synth.white(n_both, 1), *a)
+    xb = synth.render(0.3 * synth.white(n_both + n_b, 2), *b)
+    x = np.concatenate([np.zeros((RATE, 2)), xb])
+    x[RATE:RATE + n_both] += xa
+    x += 1e-4 * np.random.default_rng(0).normal(size=x.shape)
+    a_end = 1.0 + 1.5
+    # stale_share=0: the answers keep A's source (the stale rule would drop it, see below)
+    loc = SBMLocalizer(m1, model_two=m2, n_sources=0, stale_share=0.0)
+    assert loc.share_s == 0.2 and SBMLocalizer(m1).share_s == 0.0
+    hop = int(0.04 * RATE)
+    during, after = [], []
+    for i in range(0, x.shape[0] - hop + 1, hop):
+        loc.push_audio(x[i:i + hop])
+        t = (i + hop) / RATE
+        e = loc.estimate()
+        if e is None or len(e.sources) != 2:
+            if e is not None:                       # one source: the newest active fraction
+                _, chi = loc.window.newest(25)
+                assert e.sources[0].share == pytest.approx(chi.mean())
+            continue
+        sa = min(e.sources, key=lambda s: np.hypot(*(s.position - a)))
+        assert 0.0 <= sa.share <= 1.0
+        if 1.6 < t < a_end:
+            during.append(sa.share)
+        elif a_end + 0.3 < t < a_end + 0.8:
+            after.append(sa.share)
+    print('share of A while A talks, after A stopped:', np.round(during, 2), np.round(after, 2))
+    assert len(during) > 5 and len(after) > 3
+    assert np.median(during) > 0.2 and min(after) < 0.15 and np.median(after) < 0.1
+
+
+def test_second_talker_joining_is_localised_from_the_newest_audio(kemar_models):
+    """Virtual head: A talks alone, then B joins. The 1.2 s window is mostly A's for a while;
+    the test of its newest 0.4 s gives the two-source answer sooner (join_s=0: as before)."""
+    from sbm_ros.sim import speech
+    from sbm_ros.sim.render import add_self_noise
+    head, m1, m2 = kemar_models
+    s1 = speech('one two three four five six seven eight', voice='en')
+    s2 = speech('un deux trois quatre cinq six sept huit', voice='fr+f3')
+    lag = int(1.5 * RATE)
+    n = min(len(s1), len(s2) + lag)
+    s2 = np.concatenate([np.zeros(lag), s2])[:n]
+    on = np.flatnonzero(np.abs(s2) > 0.05 * np.abs(s2).max())[0] / RATE   # B's first word
+    clean = head.render_mixture([(s1[:n], -8.0, 3.0), (s2, 7.0, -4.0)], snr_db=None)
+    x = add_self_noise(np.concatenate([np.zeros((RATE, 2)), clean]), 30.0,
+                       np.random.default_rng(1), reference_power=float(np.mean(clean ** 2)))
+    b_start = 1.0 + on
+    hop = int(0.04 * RATE)
+    first = {}
+    for join in (None, 0.0):
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, join_s=join)
+        for i in range(0, x.shape[0] - hop + 1, hop):
+            loc.push_audio(x[i:i + hop])
+            t = (i + hop) / RATE
+            e = loc.estimate()
+            if e is not None and t >= b_start and len(e.sources) == 2:
+                first[join] = t - b_start
+                break
+        if join is None:
+            assert loc.join_s == 0.4 and loc.n_joins > 0
+    print('first two-source answer after B started (s), join on / off:', first)
+    assert first[None] <= 0.32 and first[0.0] - first[None] >= 0.07, first   # 0.30 / 0.38
+    assert SBMLocalizer(m1).join_s == 0.0
+    with pytest.raises(ValueError, match='join_s'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, join_s=-1.0)
+
+
+def _answers(loc, x, t0, t1):
+    hop = int(0.04 * RATE)
+    out = []
+    for i in range(0, x.shape[0] - hop + 1, hop):
+        loc.push_audio(x[i:i + hop])
+        t = (i + hop) / RATE
+        e = loc.estimate()
+        if e is not None and t0 < t < t1:
+            out.append([s.position for s in e.sources])
+    return out
+
+
+def test_stale_source_of_a_two_source_answer_gives_way_to_the_newest_audio(models):
+    """A, then B without a pause (no onset drop): the 1.2 s window's two-source answers keep A
+    for up to 0.9 s; once A's share of the newest audio is below stale_share the answer comes
+    from the newest join_s alone (B only)."""
+    m1, m2 = models
+    a, b = np.array([12.0, 3.0]), np.array([-10.0, -3.0])
+    x = turns([(*a, 1.5, 0.0), (*b, 1.5, 0.0)])
+    sw = 1.0 + 1.5
+    near_a = {}
+    for stale in (None, 0.0):
+        kw = {} if stale is None else {'stale_share': stale}
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, **kw)
+        ans = _answers(loc, x, sw + 0.5, sw + 0.85)
+        assert len(ans) >= 7
+        near_a[stale] = sum(any(np.hypot(*(p - a)) < 6.0 for p in s) for s in ans)
+        if stale is None:
+            assert loc.stale_share == 0.02 and loc.n_stale > 0
+            assert all(np.hypot(*(np.mean(s, axis=0) - b)) < 4.0 for s in ans), ans
+    print('answers with a source near A 0.5-0.85 s after the turn, rule on / off:', near_a)
+    assert near_a[None] == 0 and near_a[0.0] >= 7, near_a
+    with pytest.raises(ValueError, match='stale_share'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, stale_share=-1.0)
+
+
+def test_turn_without_a_pause_follows_the_newest_audio(models):
+    """One-source answers (two-source answers switched off here): A, then B without a pause.
+    The 1.2 s window's answer drifts from A to B for over a second; with turn_deg (off by
+    default), when the newest join_s alone points more than turn_deg away, its answer is
+    given instead."""
+    m1, m2 = models
+    b = np.array([-10.0, -3.0])
+    x = turns([(12.0, 3.0, 1.5, 0.0), (*b, 1.5, 0.0)])
+    sw = 1.0 + 1.5
+    on_b = {}
+    for turn in (5.0, None):
+        kw = {} if turn is None else {'turn_deg': turn}
+        loc = SBMLocalizer(m1, model_two=m2, n_sources=0, auto_threshold=1e9,
+                           join_threshold=1e9, **kw)
+        ans = _answers(loc, x, sw + 0.45, sw + 0.9)
+        assert len(ans) >= 10 and all(len(s) == 1 for s in ans)
+        on_b[turn] = sum(abs(s[0][0] - b[0]) < 3.0 for s in ans)
+        assert (loc.n_turns > 0) == (turn is not None)
+    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, 5 deg / off:', on_b)
+    assert on_b[5.0] >= 10 and on_b[None] == 0, on_b
+    with pytest.raises(ValueError, match='turn_deg'):
+        SBMLocalizer(m1, model_two=m2, n_sources=0, turn_deg=-1.0)

@@ -111,6 +111,28 @@ def test_is_speaking_rises_on_speech_and_falls_quickly():
     assert ups[0].voices[0].is_speaking and ups[0].voices[0].id == "v1"
 
 
+def test_is_speaking_falls_when_the_voice_has_no_share_of_the_newest_audio():
+    """Two talkers, then A stops while B goes on: the two-source answers still hold A (the
+    window holds his speech) but with a small share of the newest audio. A's voice keeps being
+    fed (no new voice, no death) and stops speaking after speaking_hold_s; B's speaks on."""
+    tr = VoiceTracker(TrackerParams(speaking_hold_s=0.2))
+    run(tr, [([det(8.0), det(-8.0)], True) for _ in range(20)])
+    a, b = (Detection(8.0, 0.0, COV, share=0.05), Detection(-8.0, 0.0, COV, share=0.4))
+    ups = run(tr, [([a, b], True) for _ in range(15)], t0=20 * DT)
+    assert all(u.assignments == ["v1", "v2"] and not u.born for u in ups)
+    fell = next(u.stamp for u in ups if not next(v for v in u.voices if v.id == "v1").is_speaking)
+    assert fell - 19 * DT == pytest.approx(0.2 + DT, abs=DT + 1e-9)
+    assert all(next(v for v in u.voices if v.id == "v2").is_speaking for u in ups)
+    up = tr.update(35 * DT, [Detection(8.0, 0.0, COV, share=0.3), b], True)
+    assert all(v.is_speaking for v in up.voices)                 # heard again: rises at once
+    tr = VoiceTracker(TrackerParams(speaking_hold_s=0.2, min_share=0.0))   # off: as before
+    run(tr, [([det(8.0), det(-8.0)], True) for _ in range(20)])
+    ups = run(tr, [([a, b], True) for _ in range(15)], t0=20 * DT)
+    assert all(v.is_speaking for u in ups for v in u.voices)
+    with pytest.raises(ValueError, match="min_share"):
+        TrackerParams(min_share=-0.1)
+
+
 def crossing_stream(flip_order, speed=8.0, n=150, el=(2.0, -2.0), both_every=1):
     """Two talkers walking towards each other at +/- speed deg/s, crossing at t = 3 s."""
     frames, truth = [], []

@@ -31,6 +31,21 @@ def test_voice_born_speaks_and_dies_with_the_mix():
     assert step.mix.size == 0            # nothing pushed since the previous update
 
 
+def test_share_of_the_newest_audio_reaches_the_tracker():
+    vs = VoiceStream(RATE, vad='none', params=TrackerParams(speaking_hold_s=0.1))
+    t = 0.0
+    for k in range(10):
+        t += 0.04
+        step = vs.update(t, [(8.0, 4.0, np.eye(2), 1.0)])
+    assert step.update.voices[0].is_speaking
+    for k in range(5):
+        t += 0.04
+        step = vs.update(t, [(8.0, 4.0, np.eye(2), 0.01)])     # fed, not heard
+    assert step.update.assignments == ['v1'] and not step.update.voices[0].is_speaking
+    step = vs.update(t + 0.04, [(8.0, 4.0, np.eye(2), None)])    # unknown share: heard
+    assert step.update.voices[0].is_speaking
+
+
 def test_mix_bounded_and_pcm():
     vs = VoiceStream(RATE, vad='none', max_mix_s=0.5)
     for _ in range(20):

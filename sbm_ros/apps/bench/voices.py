@@ -74,7 +74,7 @@ def _models(sc, quick: bool):
 
 
 def localise(tl, m1, m2) -> List[dict]:
-    """Per 40 ms block of the track: stamp and the estimate's sources (az, el, cov)."""
+    """Per 40 ms block of the track: stamp and the estimate's sources (az, el, cov, share)."""
     loc = SBMLocalizer(m1, model_two=m2, n_sources=0)
     rate = tl.scenario.sample_rate
     hop = int(round(HOP_S * rate))
@@ -84,7 +84,7 @@ def localise(tl, m1, m2) -> List[dict]:
         loc.push_audio(x[i:i + hop])
         est = loc.estimate()
         srcs = [] if est is None else [(float(s.position[0]), float(s.position[1]),
-                                        s.covariance) for s in est.sources]
+                                        s.covariance, s.share) for s in est.sources]
         out.append({"t": (i + hop) / rate, "sources": srcs, "block": (i, i + hop)})
     return out
 
@@ -170,7 +170,8 @@ def track_scene(tl, blocks, flags, params: TrackerParams) -> Dict:
     fed = []                                 # (t, id, person or None)
     speaking = []                            # (t, {id: is_speaking})
     for b, sp in zip(blocks, flags):
-        dets = [Detection(az, el, cov) for az, el, cov in b["sources"]]
+        dets = [Detection(s[0], s[1], s[2], share=s[3] if len(s) > 3 else 1.0)
+                for s in b["sources"]]
         up = tr.update(b["t"], dets, sp)
         for d, vid in zip(dets, up.assignments):
             if vid is not None:
