@@ -448,22 +448,30 @@ class SBMLocalizer:
     def _recent_answer(self):
         """(posterior, source count) of the window's newest ``join_s`` alone (its two-source
         answer if :meth:`_join` takes it), or None when it is too quiet."""
-        Y, chi = self.window.newest(self._join_frames)
-        stats = SufficientStats.from_frames(Y, chi)
-        if stats.n_active < self.min_active_fraction * chi.size:
+        stats = self._newest_stats()
+        if stats is None:
             return None
         self.n_stale += 1
         two = self._join(stats)
         return (two, 2) if two is not None else (self.engine.posterior(stats), 1)
+
+    def _newest_stats(self) -> Optional[SufficientStats]:
+        """Statistics of the window's newest ``join_s``, or None when too little of it is
+        active (``min_active_fraction``)."""
+        w = self.window
+        stats = w.newest_stats(self._join_frames)
+        if stats.n_active < self.min_active_fraction * min(self._join_frames, w.n_frames) * (
+                w.n_bins):
+            return None
+        return stats
 
     def _join(self, stats: Optional[SufficientStats] = None):
         """The two-source posterior of the window's newest ``join_s`` (or of ``stats``) when
         its evidence ratio exceeds ``join_threshold`` and its sources are
         ``auto_min_separation`` apart, else None (see the module docstring)."""
         if stats is None:
-            Y, chi = self.window.newest(self._join_frames)
-            stats = SufficientStats.from_frames(Y, chi)
-            if stats.n_active < self.min_active_fraction * chi.size:
+            stats = self._newest_stats()
+            if stats is None:
                 return None
         n = stats.n_active
         self._recent_stats = stats
@@ -491,14 +499,20 @@ class SBMLocalizer:
         if len(positions) != 2 or not chi.any():
             return np.zeros(len(positions))
         r = self._forward.llr(Y, chi, self.window.n_bins, *positions)
-        counts, edges = np.histogram(np.clip(r, -_SHARE_LLR_MAX, _SHARE_LLR_MAX),
-                                     bins=_SHARE_BINS, range=(-_SHARE_LLR_MAX, _SHARE_LLR_MAX))
-        keep = counts > 0
-        counts, mid = counts[keep], 0.5 * (edges[:-1] + edges[1:])[keep]
+        # np.histogram's equal bins over [-max, max] (the last one closed), by bincount
+        width = 2.0 * _SHARE_LLR_MAX / _SHARE_BINS
+        idx = np.minimum(((np.clip(r, -_SHARE_LLR_MAX, _SHARE_LLR_MAX) + _SHARE_LLR_MAX)
+                          / width).astype(np.intp), _SHARE_BINS - 1)
+        counts = np.bincount(idx, minlength=_SHARE_BINS)
+        keep = np.flatnonzero(counts)
+        counts = counts[keep].astype(np.float64) / r.size
+        # responsibility of the first source, 1 / (1 + exp(-(mid + log(w / (1 - w))))), as
+        # w / (w + (1 - w) exp(-mid)): no log or exp inside the loop
+        e = np.exp(-(-_SHARE_LLR_MAX + (keep + 0.5) * width))
         w = 0.5
         for _ in range(_SHARE_EM_ITER):
-            g = 1.0 / (1.0 + np.exp(-(mid + np.log(w / (1.0 - w)))))
-            w = float(np.clip(counts @ g / r.size, 1e-6, 1.0 - 1e-6))
+            w = float(counts @ (w / (w + (1.0 - w) * e)))
+            w = min(max(w, 1e-6), 1.0 - 1e-6)
         frac = float(chi.mean())
         return np.array([w * frac, (1.0 - w) * frac])
 
@@ -523,6 +537,9 @@ class _ForwardMap:
         if model.frame_var is not None:
             var = var + model.frame_var
         self.var = np.maximum(var, 1e-12)
+        K, D, L = p.A.shape
+        self._A = np.ascontiguousarray(p.A.reshape(K, D * L))   # w @ A without a copy of A[k]
+        self._DL = (D, L)
 
     def mean(self, x) -> np.ndarray:
         p = self.p
@@ -531,8 +548,8 @@ class _ForwardMap:
         lw = self.logw - 0.5 * np.einsum("ki,kij,kj->k", r, self.Gi, r)
         w = np.exp(lw - lw.max())
         w /= w.sum()
-        k = np.flatnonzero(w > 1e-9 * w.max())          # the others add nothing
-        return w[k] @ (p.A[k] @ x + p.b[k])
+        w = np.where(w > 1e-9 * w.max(), w, 0.0)          # the others add nothing
+        return (w @ self._A).reshape(self._DL) @ x + w @ p.b
 
     def llr(self, Y, chi, n_bins: int, x0, x1) -> np.ndarray:
         """(m,) log-likelihood ratio, position ``x0`` against ``x1``, of each active (frame,

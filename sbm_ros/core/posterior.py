@@ -480,6 +480,26 @@ class SlidingWindow:
         idx = (self._pos - k + np.arange(k)) % self.length
         return self._ym[idx], self._chi[idx]
 
+    def newest_stats(self, k: int) -> "SufficientStats":
+        """Sufficient statistics of the ``min(k, n_frames)`` newest frames (n per bin), the
+        same as ``SufficientStats.from_frames(*self.newest(k))`` up to round-off, from the
+        ring's one or two contiguous runs (no copy of the frames)."""
+        k = max(0, min(int(k), self.n_frames))
+        a = (self._pos - k) % self.length
+        if a + k <= self.length:
+            runs = [(a, a + k)]
+        else:
+            runs = [(a, self.length), (0, a + k - self.length)]
+        n = np.zeros(self.n_bins)
+        s = np.zeros(self.dim)
+        q = np.zeros(self.dim)
+        for i, j in runs:
+            ym = self._ym[i:j]
+            n += self._chi[i:j].sum(axis=0)
+            s += ym.sum(axis=0)
+            q += np.einsum("td,td->d", ym, ym)
+        return SufficientStats(n=n, s=s, q=q)
+
     def _oldest(self, k: int) -> np.ndarray:
         """Ring slots of the ``min(k, n_frames)`` oldest frames (empty for k <= 0)."""
         k = max(0, min(int(k), self.n_frames))

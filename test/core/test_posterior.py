@@ -197,6 +197,22 @@ def test_log_evidence_alone_equals_the_posteriors(hierarchical):
         assert eng.log_evidence(stats) == eng.posterior(stats).log_evidence
 
 
+def test_newest_stats_equal_the_stats_of_the_newest_frames():
+    """SlidingWindow.newest_stats (the ring's contiguous runs, no copy) against
+    SufficientStats.from_frames of newest(k), before and after the ring wraps."""
+    F, blocks, L = 8, 3, 10
+    rng = np.random.default_rng(5)
+    w = SlidingWindow(F * blocks, L, n_bins=F)
+    for t in range(27):
+        w.push(rng.normal(size=F * blocks), rng.random(F) > 0.3)
+        for k in (1, 4, L, L + 5):
+            a = w.newest_stats(k)
+            b = SufficientStats.from_frames(*w.newest(k))
+            for x, y in ((a.n, b.n), (a.s, b.s), (a.q, b.q)):
+                np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+            assert a.n_active == b.n_active
+
+
 def _finish_generic_solves(eng, un, us):
     """The previous final step (generic batched solves, solve-based inverse, scipy's
     logsumexp): the reference of the Cholesky/triangular-inverse one."""
