@@ -282,8 +282,11 @@ def _localizer(prep, mode: str, domain: int, log_dir: str, graph: Graph, tag: st
     graph.diag.pop("localizer", None)          # the counters of a previous localiser
     loc = Proc("sbm_localizer", params, domain, log_dir, tag)
     ready = r"two-source model" if mode == "auto" else r"model .*: 1 source"
+    # The new node's own diagnostics: no chunk counted yet. The previous localiser's last
+    # messages (same status name) may still be queued here after it exited, and counting from
+    # them took its chunks as this node's (an automatic-mode run read '6000 / 0 chunks').
     if not _wait_log(loc, ready, 90.0, graph) or not graph.spin_until(
-            lambda: "localizer" in graph.diag, 30.0):
+            lambda: graph.diag.get("localizer", {}).get("chunks") == "0", 30.0):
         raise RuntimeError(f"sbm_localizer did not start:\n{loc.text()[-3000:]}")
     return loc
 
