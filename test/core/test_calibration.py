@@ -264,3 +264,31 @@ def test_two_source_models_store_a_covariance_factor_that_covers_fresh_mixtures(
     a = two_source_cov_scale(g, recs, ds.targets[:, :1], model.feature_config, n_mix=50, seed=3)
     b = two_source_cov_scale(g, recs, ds.targets[:, :1], model.feature_config, n_mix=50, seed=3)
     assert a == b and a[0] >= 1.0
+
+
+def test_one_source_models_store_the_window_error_of_their_recordings_as_a_floor(tmp_path):
+    # a window of a training recording is not its mean vector: the model stores the mean
+    # squared error of the localiser's windows of its own recordings (every point active) as
+    # a variance floor per target dimension, and the localiser adds it to the covariance
+    from sbm_ros.core.calibration import window_floor
+    from sbm_ros.core.dataset import load_recordings, read_dataset
+    from sbm_ros.core.localizer import localize_signal
+    from sbm_ros.core.training import train_model
+    from synth import make_dataset
+
+    root = str(tmp_path / "ds")
+    make_dataset(root, np.arange(-30.0, 31.0, 10.0), [0.0], duration=1.0)
+    path = str(tmp_path / "m.npz")
+    train_model(root, path, n_components=6, azimuth_only=True)
+    model = SBMModel.load(path)
+    floor = model.cov_floor
+    assert floor is not None and floor.shape == (1,) and np.all(np.isfinite(floor))
+    assert floor[0] > 0.0
+    ds = read_dataset(root)
+    recs = load_recordings(ds, model.feature_config.sample_rate)
+    sq = [(e.sources[0].position[0] - t) ** 2
+          for x, t in zip(recs, ds.targets[:, 0])
+          for _, e in localize_signal(model, x, hop_s=0.05, noise_floor=1e-12) if e is not None]
+    assert len(sq) >= len(recs)
+    np.testing.assert_allclose(floor[0], np.mean(sq), rtol=1e-9)
+    np.testing.assert_allclose(window_floor(model, recs, ds.targets[:, :1]), floor, rtol=1e-12)
