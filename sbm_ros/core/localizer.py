@@ -18,8 +18,8 @@ Choices where the paper is silent:
   units; ``confidence_scale`` defaults to 2 degrees, or 2 degrees' worth of pixels.
 * **Reported covariance.** The posterior covariance times the model's ``cov_scale`` (and the
   posterior's fit ratio), plus the model's variance floor ``cov_floor`` per target dimension when
-  it has one (one-source models from ``sbm-train``: the error of windows of its own training
-  recordings, :func:`.calibration.window_floor`).
+  it has one (one-source models from ``sbm-train`` on one-dimensional fields: the error of
+  windows of its own training recordings, :func:`.calibration.window_floor`).
 * **Outside the recorded field.** A model written by ``sbm-train`` stores the field it was
   calibrated on (``info["field"]``: bounding box of the positions and a margin of one grid step,
   at least a tenth of the span, per target dimension). GLLiM extrapolates linearly, and with few

@@ -94,7 +94,8 @@ class SBMModel:
     @property
     def cov_floor(self) -> Optional[np.ndarray]:
         """Variance added to each target dimension's reported variance (one-source models
-        trained with the calibration: :func:`.calibration.window_floor`), or None."""
+        calibrated on a field spanning one dimension: :func:`.calibration.window_floor`), or
+        None."""
         f = self.info.get("cov_floor") if isinstance(self.info, dict) else None
         return None if f is None else np.asarray(f, dtype=np.float64)
 

@@ -113,7 +113,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
     target dimension) so the localiser can mark estimates outside it.
     """
     from .calibration import CalibrationError, check_positions, fit_one_source, \
-        frame_correlation, two_source_check, window_floor
+        frame_correlation, spanned_dims, two_source_check, window_floor
     from .dataset import (DatasetError, frame_variance, load_recordings,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
@@ -226,7 +226,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                                       level_std_db if n_sources == 2 else None,
                                       "phat": _phat_line(recs, ds.targets[:, 0], cfg, say),
                                       "field": _field(targets), **extra})
-    if n_sources == 1 and calibrate:
+    if n_sources == 1 and calibrate and spanned_dims(targets) == 1:
+        # the fields of the components-per-gap rule (see calibration.window_floor)
         floor = window_floor(model, recs, targets)
         model.info["cov_floor"] = floor
         say("window error of the training recordings (RMS, added to the reported variance): "

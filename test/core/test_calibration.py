@@ -292,3 +292,8 @@ def test_one_source_models_store_the_window_error_of_their_recordings_as_a_floor
     assert len(sq) >= len(recs)
     np.testing.assert_allclose(floor[0], np.mean(sq), rtol=1e-9)
     np.testing.assert_allclose(window_floor(model, recs, ds.targets[:, :1]), floor, rtol=1e-12)
+    # fields spanning two dimensions (fixed K candidates) keep the covariance as it was
+    root2 = str(tmp_path / "ds2")
+    make_dataset(root2, np.arange(-30.0, 31.0, 15.0), [-10.0, 0.0, 10.0], duration=1.0)
+    train_model(root2, str(tmp_path / "m2.npz"), n_components=4)
+    assert SBMModel.load(str(tmp_path / "m2.npz")).cov_floor is None
