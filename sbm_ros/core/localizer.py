@@ -16,6 +16,10 @@ Choices where the paper is silent:
 * **Confidence.** ``1 / (1 + r / confidence_scale)`` with ``r`` the RMS posterior standard
   deviation of the source (square root of the mean diagonal of its covariance block), in target
   units; ``confidence_scale`` defaults to 2 degrees, or 2 degrees' worth of pixels.
+* **Reported covariance.** The posterior covariance times the model's ``cov_scale`` (and the
+  posterior's fit ratio), plus the model's variance floor ``cov_floor`` per target dimension when
+  it has one (one-source models from ``sbm-train`` on one-dimensional fields: the error of
+  windows of its own training recordings, :func:`.calibration.window_floor`).
 * **Outside the recorded field.** A model written by ``sbm-train`` stores the field it was
   calibrated on (``info["field"]``: bounding box of the positions and a margin of one grid step,
   at least a tenth of the span, per target dimension). GLLiM extrapolates linearly, and with few
@@ -423,6 +427,9 @@ class SBMLocalizer:
             post = self.engine.posterior(stats)
         used = self.model_two if n_src == 2 and self.model_two is not None else self.model
         mean, cov = post.mean(), post.covariance() * (used.cov_scale * post.fit_ratio)
+        floor = used.cov_floor
+        if floor is not None and floor.shape == (cov.shape[0],):
+            cov = cov + np.diag(floor)
         sources = []
         for m in range(n_src):
             sl = slice(m * lps, (m + 1) * lps)

@@ -92,6 +92,14 @@ class SBMModel:
         return float(self.info.get("cov_scale", 1.0))
 
     @property
+    def cov_floor(self) -> Optional[np.ndarray]:
+        """Variance added to each target dimension's reported variance (one-source models
+        calibrated on a field spanning one dimension: :func:`.calibration.window_floor`), or
+        None."""
+        f = self.info.get("cov_floor") if isinstance(self.info, dict) else None
+        return None if f is None else np.asarray(f, dtype=np.float64)
+
+    @property
     def hierarchical(self) -> bool:
         """True when the file carries the frame-noise model of the hierarchical posterior."""
         return self.frame_var is not None and "frame_corr" in self.info

@@ -113,7 +113,7 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
     target dimension) so the localiser can mark estimates outside it.
     """
     from .calibration import CalibrationError, check_positions, fit_one_source, \
-        frame_correlation, two_source_check
+        frame_correlation, spanned_dims, two_source_check, window_floor
     from .dataset import (DatasetError, frame_variance, load_recordings,
                           mixture_frame_variance, read_dataset, single_source_set,
                           two_source_set)
@@ -174,8 +174,10 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
             raise TrainingError(str(exc)) from None
         gllim, K, X = cr.gllim, cr.n_components, cr.X
         cv_txt = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, cr.cv_error))
+        m = cr.pieces_per_gap or 1
         how = {"cv": "chosen by cross-validation", "given": "given",
-               "gaps": "positions - 1, the rule for one-dimensional fields"}[cr.k_rule]
+               "gaps": f"{'' if m == 1 else f'{m} x '}(positions - 1), {m} per gap between "
+                       f"recorded positions: the rule for one-dimensional fields"}[cr.k_rule]
         say(f"K={K} ({how}); "
             f"cross-validated error at unrecorded positions (mean absolute, {ds.units}): "
             f"{cv_txt}")
@@ -183,7 +185,8 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                  "cov_scale_q95": float(cr.cov_scale_q95), "subdiv": int(cr.subdiv),
                  "cv_error": dict(zip(names, cr.cv_error)), "k_rule": cr.k_rule,
                  "cv_table": {str(k): v for k, v in cr.cv_table.items()},
-                 "cv_heldout_positions": cr.n_heldout, "n_positions": cr.n_positions}
+                 "cv_heldout_positions": cr.n_heldout, "n_positions": cr.n_positions,
+                 "pieces_per_gap": cr.pieces_per_gap}
     else:
         if n_components is None:
             K = (auto_components(X.shape[0], n_sources) if auto_k
@@ -223,6 +226,12 @@ def train_model(dataset_dir: str, out_path: str, n_sources: int = 1,
                                       level_std_db if n_sources == 2 else None,
                                       "phat": _phat_line(recs, ds.targets[:, 0], cfg, say),
                                       "field": _field(targets), **extra})
+    if n_sources == 1 and calibrate and spanned_dims(targets) == 1:
+        # the fields of the components-per-gap rule (see calibration.window_floor)
+        floor = window_floor(model, recs, targets)
+        model.info["cov_floor"] = floor
+        say("window error of the training recordings (RMS, added to the reported variance): "
+            + ", ".join(f"{n} {np.sqrt(v):.3f}" for n, v in zip(names, floor)))
     model.save(out_path)
     res = TrainResult(path=str(out_path), n_recordings=len(ds), n_train=int(X.shape[0]),
                       n_components=int(gllim.n_components_), n_components_asked=K,

@@ -348,3 +348,25 @@ def test_turn_without_a_pause_follows_the_newest_audio(models):
     assert on_b[5.0] >= 10 and on_b[None] == 0, on_b
     with pytest.raises(ValueError, match='turn_deg'):
         SBMLocalizer(m1, model_two=m2, n_sources=0, turn_deg=-1.0)
+
+
+def test_the_models_variance_floor_is_added_to_the_reported_covariance(models):
+    # one-source models trained with the calibration store a variance floor per target
+    # dimension (calibration.window_floor); the localiser adds it to the scaled posterior
+    # covariance, so the reported spread never falls below the error measured on windows of
+    # the training recordings
+    import dataclasses
+    m1, _ = models
+    floor = np.array([0.25, 0.5])
+    mf = dataclasses.replace(m1, info={**m1.info, "cov_floor": floor.tolist()})
+    np.testing.assert_array_equal(mf.cov_floor, floor)
+    assert m1.cov_floor is None
+    x = signal([(6.0, -3.0)], seconds=1.5)
+    a = [e for _, e in localize_signal(m1, x, hop_s=0.2) if e is not None]
+    b = [e for _, e in localize_signal(mf, x, hop_s=0.2) if e is not None]
+    assert len(a) == len(b) > 0
+    for ea, eb in zip(a, b):
+        sa, sb = ea.sources[0], eb.sources[0]
+        np.testing.assert_allclose(sb.position, sa.position)
+        np.testing.assert_allclose(sb.covariance, sa.covariance + np.diag(floor), rtol=1e-9)
+        assert sb.confidence < sa.confidence
