@@ -110,10 +110,11 @@ Choices where the paper is silent:
   16/340 on noises. It was off until then: with ``join_s`` 0.3 or 0.5 instead of 0.4 the
   crossing scene has a ghost voice, but with 0.5 it has it without the rule too, and with 0.3
   it comes from two-source answers (alice 8 deg low at 15.3 s), not from a turn answer
-  (without the rule the tracker did not confirm them); an earlier measurement comparing with
-  the evidence posterior's mean (sigma2 + frame_var) instead of the estimate's gave 2 id
-  switches there (alice's voice taken by bruno where they are 2-6 deg apart), so the
-  comparison uses the estimates' posteriors.
+  (without the rule the tracker did not confirm them). Comparing with the mean of the newest
+  ``join_s``'s evidence posterior (sigma2 + frame_var, which the ``join_s`` test evaluates
+  anyway) instead of its estimate would save the extra posterior, but gives 2 id switches on
+  the crossing scene with webrtc3 (measured again: alice's voice taken by bruno where they are
+  2-6 deg apart), so the comparison uses the estimates' posteriors.
   Cost: one more posterior of the newest ``join_s`` per one-source answer that the ``join_s``
   test did not turn into two (the four scenes at 25 estimates/s: localiser CPU +6 %).
 * **Share of the newest audio** (``share_s``, automatic mode only: 0.2 s): each source gets
