@@ -60,10 +60,14 @@ crossing scene), so her voice rises 0.68-0.76 s late. Silero marks no frame of t
 music or fan sounds and finds those words, but misses whole utterances of some espeak-ng voices
 (probability below 0.25 throughout), so alone it loses utterances; ``silero_or_webrtc3`` finds
 every one with no spurious voice and takes the crossing's rise max from 0.76 to 0.42 s, at ~4x
-the CPU time of ``webrtc3`` alone (~0.009 vs ~0.002 s per audio second). It is not the default:
-marking the next talker's onset also keeps the previous talker speaking where the turn is taken
-within 0.02 s (crossing: fall max 0.38 -> 0.84 s); both 0.42 and 0.84 s are what marking every
-window speech gives too, i.e. the localiser's window and the tracker, not the detector.
+the CPU time of ``webrtc3`` alone (~0.009 vs ~0.002 s per audio second). Marking the next
+talker's onset also kept the previous talker speaking where the turn is taken within 0.02 s
+(crossing: fall max 0.38 -> 0.84 s); both 0.42 and 0.84 s were what marking every window speech
+gives too: the localiser's 1.2 s window kept answering with the previous talker's direction.
+The localiser's turn rule (``turn_deg``, on since then, see :mod:`.localizer`) takes them to
+0.22 and 0.50 s, so ``silero_or_webrtc3`` meets rise <= 0.3 s and fall <= 0.5 s on every scene
+(``webrtc3``: crossing rise max 0.76 s, Alice's first words it does not mark). The default is
+still ``webrtc3``.
 """
 
 from __future__ import annotations

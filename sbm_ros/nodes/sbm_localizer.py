@@ -101,6 +101,12 @@ PARAMS = [
           'one talks is localised (and his voice speaks) within about 0.3 s; they also replace '
           'a two-source answer that holds a source no longer heard; 0 = off (saves two '
           'evidence evaluations per one-source estimate).', non_negative),
+    Param('turn_deg', 5.0, 'Automatic mode (with join_s): a one-source answer more than this '
+          'many degrees (a pixel model: the same angle in pixels) from the one-source answer of '
+          'the newest join_s alone is replaced by the latter, so a talker who starts as the '
+          'previous one stops, without a pause, is localised (and his voice speaks) within '
+          'about 0.3 s instead of after 0.5 s or more; 0 = off (saves one posterior evaluation '
+          'per one-source estimate).', non_negative),
     Param('window_s', 0.0, 'Sliding window length in s; 0 = 0.72 s for one source, 1.2 s for '
           'two.', non_negative),
     Param('estimate_rate', 10.0, 'Estimates per second of AUDIO time (triggered by the audio '
@@ -188,7 +194,7 @@ _SPECS = {p.name: p for p in PARAMS}
 #: parameters whose change rebuilds the streaming localiser (window, mask, confidence)
 _REBUILD = ('window_s', 'min_active_fraction', 'min_fill', 'mask_margin_db', 'noise_window_s',
             'noise_percentile', 'confidence_scale', 'n_sources', 'auto_threshold',
-            'onset_gap_s', 'join_s')
+            'onset_gap_s', 'join_s', 'turn_deg')
 #: parameters of the stream checks (core.stream.StreamConfig fields of the same names)
 _STREAM = ('stamp_tolerance_s', 'max_chunk_s', 'reorder_chunks', 'reorder_window_s',
            'time_jump_s', 'clip_level', 'clip_warn_fraction', 'loud_warn_dbfs', 'min_coherence')
@@ -546,7 +552,8 @@ class SbmLocalizerNode(Node):
                 model_two=self.model_two if auto else None, n_sources=0 if auto else None,
                 auto_threshold=self._param('auto_threshold'),
                 onset_gap_s=self._param('onset_gap_s') if auto else 0.0,
-                join_s=self._param('join_s') if auto else 0.0)
+                join_s=self._param('join_s') if auto else 0.0,
+                turn_deg=self._param('turn_deg'))
         except ValueError as exc:
             self._throttled('error', 'rebuild', f'cannot build the localiser: {exc}')
             return

@@ -326,28 +326,55 @@ def test_stale_source_of_a_two_source_answer_gives_way_to_the_newest_audio(model
         SBMLocalizer(m1, model_two=m2, n_sources=0, stale_share=-1.0)
 
 
-def test_turn_without_a_pause_follows_the_newest_audio(models):
+@pytest.mark.parametrize('a, b, a_s, min_on', [
+    ((12.0, 3.0), (-10.0, -3.0), 1.5, 10), ((-4.0, 3.0), (6.0, -3.0), 1.1, 6)])
+def test_turn_without_a_pause_follows_the_newest_audio(models, a, b, a_s, min_on):
     """One-source answers (two-source answers switched off here): A, then B without a pause.
-    The 1.2 s window's answer drifts from A to B for over a second; with turn_deg (off by
-    default), when the newest join_s alone points more than turn_deg away, its answer is
-    given instead."""
+    The 1.2 s window's answer stays with A, or drifts from A to B, for over half a second; with
+    turn_deg (5 deg by default, 0 = off), when the newest join_s alone points more than
+    turn_deg away, its answer is given instead. The second pair is the crossing scene's turn
+    at 13.9 s (sbm-bench --only voices): talkers 11.7 deg apart, A talked for 1.1 s; there the
+    window's answer, drifting towards B, comes back within turn_deg of the newest answer after
+    about 0.7 s and is given again (up to 4.8 deg from B) until it reaches B."""
     m1, m2 = models
-    b = np.array([-10.0, -3.0])
-    x = turns([(12.0, 3.0, 1.5, 0.0), (*b, 1.5, 0.0)])
-    sw = 1.0 + 1.5
-    on_b = {}
-    for turn in (5.0, None):
+    a, b = np.array(a), np.array(b)
+    x = turns([(*a, a_s, 0.0), (*b, 1.5, 0.0)])
+    sw = 1.0 + a_s
+    on_b, first_b = {}, {}
+    for turn in (None, 0.0):
         kw = {} if turn is None else {'turn_deg': turn}
         loc = SBMLocalizer(m1, model_two=m2, n_sources=0, auto_threshold=1e9,
                            join_threshold=1e9, **kw)
-        ans = _answers(loc, x, sw + 0.45, sw + 0.9)
-        assert len(ans) >= 10 and all(len(s) == 1 for s in ans)
-        on_b[turn] = sum(abs(s[0][0] - b[0]) < 3.0 for s in ans)
-        assert (loc.n_turns > 0) == (turn is not None)
-    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, 5 deg / off:', on_b)
-    assert on_b[5.0] >= 10 and on_b[None] == 0, on_b
+        ans = _answers(loc, x, sw, sw + 0.9)
+        assert len(ans) >= 20 and all(len(s) == 1 for s in ans)
+        on = [abs(s[0][0] - b[0]) < 3.0 for s in ans]
+        first_b[turn] = on.index(True) * 0.04 if any(on) else None
+        on_b[turn] = sum(on[-11:])                  # 0.45-0.9 s after the turn
+        assert (loc.n_turns > 0) == (turn is None)
+        if turn is None:
+            assert loc.turn_deg == 5.0
+    print('one-source answers within 3 deg of B 0.45-0.9 s after the turn, default / off:',
+          on_b, '; the first one (s after the turn):', first_b)
+    assert on_b[None] >= min_on and on_b[0.0] <= 3, on_b
+    assert first_b[None] <= 0.4 and (first_b[0.0] is None or first_b[0.0] >= 0.8), first_b
     with pytest.raises(ValueError, match='turn_deg'):
         SBMLocalizer(m1, model_two=m2, n_sources=0, turn_deg=-1.0)
+
+
+def test_turn_deg_is_an_angle_also_for_pixel_models(models):
+    """turn_deg is in degrees: a pixel model with a camera compares the pixel distance of that
+    angle at its focal length (fx tan(turn_deg)), a degree model the degrees themselves."""
+    import dataclasses
+    m1, m2 = models
+    assert SBMLocalizer(m1, model_two=m2, n_sources=0)._turn_dist == 5.0
+    cam = {'fx': 500.0, 'fy': 500.0, 'cx': 320.0, 'cy': 240.0, 'width': 640, 'height': 480}
+    p1 = dataclasses.replace(m1, target_space='pixels', camera=cam)
+    p2 = dataclasses.replace(m2, target_space='pixels', camera=cam)
+    loc = SBMLocalizer(p1, model_two=p2, n_sources=0)
+    assert loc.turn_deg == 5.0
+    assert loc._turn_dist == pytest.approx(500.0 * np.tan(np.radians(5.0)))
+    assert loc.confidence_scale == pytest.approx(2.0 * 500.0 * np.tan(np.radians(1.0)))
+    assert SBMLocalizer(p1, model_two=p2, n_sources=0, turn_deg=0.0)._turn_dist == 0.0
 
 
 def test_the_models_variance_floor_is_added_to_the_reported_covariance(models):
