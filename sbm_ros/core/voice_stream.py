@@ -5,7 +5,7 @@ ROS: the audio handed to the localiser is also pushed here (speech activity of t
 :mod:`.vad`, and the ear mix kept for the voices' ``audio`` streams), and each window's
 directions go to a :class:`~sbm_ros.core.tracker.VoiceTracker`::
 
-    vs = VoiceStream(sample_rate=16000, vad='webrtc3')
+    vs = VoiceStream(sample_rate=16000, vad='silero_or_webrtc3')
     vs.push(x)                              # float (n, 2) as given to SBMLocalizer.push_audio
     step = vs.update(stamp_s, [(az, el, cov_deg2), ...])   # every estimate, [] when silent
     #                                       (or (az, el, cov_deg2, share): SourceEstimate.share)
@@ -51,7 +51,7 @@ def pcm16_mono(x: np.ndarray) -> bytes:
 class VoiceStream:
     """Speech activity + voice tracking on the localiser's stream (see the module docstring)."""
 
-    def __init__(self, sample_rate: int, vad: str = 'webrtc3',
+    def __init__(self, sample_rate: int, vad: str = 'silero_or_webrtc3',
                  params: Optional[TrackerParams] = None, max_mix_s: float = 2.0):
         if vad not in VAD_CHOICES:
             raise ValueError(f'unknown speech-activity detector {vad!r}; known: '

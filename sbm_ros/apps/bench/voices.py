@@ -50,8 +50,8 @@ HOP_S = 0.04
 LABEL_DEG = 8.0
 SCENES = ("demo", "crossing", "return", "noises")
 QUICK_SCENES = ("crossing", "noises")
-DETECTORS = ("webrtc3", "silero_or_webrtc3", "silero", "webrtc+own", "own", "webrtc", "none")
-QUICK_DETECTORS = ("webrtc3", "silero_or_webrtc3", "own", "none")
+DETECTORS = ("silero_or_webrtc3", "webrtc3", "silero", "webrtc+own", "own", "webrtc", "none")
+QUICK_DETECTORS = ("silero_or_webrtc3", "webrtc3", "own", "none")
 
 
 def _scene_path(name: str) -> str:
@@ -266,6 +266,14 @@ def _f(v, nd=2):
     return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
 
 
+def _default_vad() -> str:
+    """VoiceStream's default detector (that of the node's ``voice_vad``)."""
+    import inspect
+
+    from sbm_ros.core.voice_stream import VoiceStream
+    return inspect.signature(VoiceStream.__init__).parameters["vad"].default
+
+
 def render(res: Dict) -> str:
     """The section of ``benchmark.md``."""
     p = res["params"]
@@ -274,7 +282,8 @@ def render(res: Dict) -> str:
              f"{HOP_S * 1000:.0f} ms by the automatic one/two-source localiser ({res['models']})"
              f", then speech activity and `VoiceTracker` (birth after {p.birth_hits} detections "
              f"in {p.birth_window_s:g} s, death after {p.death_timeout_s:g} s, covariance floor "
-             f"{p.cov_floor_deg:g} deg). Detector `none` feeds every window to the tracker. "
+             f"{p.cov_floor_deg:g} deg). Detector `none` feeds every window to the tracker; "
+             f"the node's default (`voice_vad`) is `{_default_vad()}`. "
              "Method and definitions: `sbm_ros/apps/bench/voices.py`.", "",
              "| scene | detector | speech marked | false: sounds | false: silence | "
              "utterances found | id switches | re-appear. | spurious voices (/min) | ghosts | "
