@@ -332,7 +332,6 @@ class SBMLocalizer:
         if self._camera_fx is not None:
             self._turn_dist = self._camera_fx * float(np.tan(np.radians(min(turn_deg, 80.0))))
         self.n_turns = 0
-        self._recent_stats = None
         self.n_stale = 0
 
     def reset(self, keep_noise_floor: bool = True) -> None:
@@ -435,14 +434,14 @@ class SBMLocalizer:
                 if np.linalg.norm(m2[:lps] - m2[lps:]) >= self.auto_min_separation:
                     post, n_src = post2, 2
             if n_src == 1 and 0 < self._join_frames < w.n_frames:
-                self._recent_stats = None
-                post2 = self._join()
+                recent = self._newest_stats()
+                post2 = self._join(recent) if recent is not None else None
                 if post2 is not None:
                     post, n_src = post2, 2
-                elif self.turn_deg > 0 and self._recent_stats is not None:
+                elif self.turn_deg > 0 and recent is not None:
                     if post is None:
                         post = self.engine.posterior(stats)
-                    p1 = self.engine.posterior(self._recent_stats)
+                    p1 = self.engine.posterior(recent)
                     if np.linalg.norm(p1.mean()[:lps] - post.mean()[:lps]) > self._turn_dist:
                         post = p1
                         self.n_turns += 1
@@ -473,8 +472,7 @@ class SBMLocalizer:
                                           confidence=1.0 / (1.0 + r / self.confidence_scale),
                                           in_field=inside, outside_by=outside_by))
         if n_src == 1 and self._share_frames > 0:
-            _, chi = self.window.newest(self._share_frames)
-            sources[0].share = float(chi.mean()) if chi.size else 0.0
+            sources[0].share = self.window.newest_active_fraction(self._share_frames)
         if n_src > 1 and self._forward is not None:
             if shares is None:
                 shares = self._shares([mean[m * lps:(m + 1) * lps] for m in range(n_src)])
@@ -503,16 +501,11 @@ class SBMLocalizer:
             return None
         return stats
 
-    def _join(self, stats: Optional[SufficientStats] = None):
-        """The two-source posterior of the window's newest ``join_s`` (or of ``stats``) when
-        its evidence ratio exceeds ``join_threshold`` and its sources are
-        ``auto_min_separation`` apart, else None (see the module docstring)."""
-        if stats is None:
-            stats = self._newest_stats()
-            if stats is None:
-                return None
+    def _join(self, stats: SufficientStats):
+        """The two-source posterior of ``stats`` (the window's newest ``join_s``,
+        :meth:`_newest_stats`) when its evidence ratio exceeds ``join_threshold`` and its
+        sources are ``auto_min_separation`` apart, else None (see the module docstring)."""
         n = stats.n_active
-        self._recent_stats = stats
         e1, e2 = self.evidence_engines
         ratio = (e2.log_evidence(stats) - e1.log_evidence(stats)) / n
         self.last_join_ratio = ratio

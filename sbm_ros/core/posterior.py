@@ -476,9 +476,19 @@ class SlidingWindow:
     def newest(self, k: int):
         """(masked features (k', D), masks (k', F)) of the ``k' = min(k, n_frames)`` newest
         frames, oldest first (copies)."""
-        k = max(0, min(int(k), self.n_frames))
-        idx = (self._pos - k + np.arange(k)) % self.length
+        idx = self._newest(k)
         return self._ym[idx], self._chi[idx]
+
+    def newest_active_fraction(self, k: int) -> float:
+        """Fraction of the (frame, bin) entries of the ``min(k, n_frames)`` newest frames that
+        are active (0 when there is none): ``newest(k)[1].mean()`` without copying features."""
+        chi = self._chi[self._newest(k)]
+        return float(chi.mean()) if chi.size else 0.0
+
+    def _newest(self, k: int) -> np.ndarray:
+        """Ring slots of the ``min(k, n_frames)`` newest frames, oldest first."""
+        k = max(0, min(int(k), self.n_frames))
+        return (self._pos - k + np.arange(k)) % self.length
 
     def newest_stats(self, k: int) -> "SufficientStats":
         """Sufficient statistics of the ``min(k, n_frames)`` newest frames (n per bin), the

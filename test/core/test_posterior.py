@@ -211,6 +211,8 @@ def test_newest_stats_equal_the_stats_of_the_newest_frames():
             for x, y in ((a.n, b.n), (a.s, b.s), (a.q, b.q)):
                 np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
             assert a.n_active == b.n_active
+            assert w.newest_active_fraction(k) == w.newest(k)[1].mean()
+    assert SlidingWindow(F * blocks, L, n_bins=F).newest_active_fraction(4) == 0.0
 
 
 def _finish_generic_solves(eng, un, us):
