@@ -93,6 +93,17 @@ class SpeechDecision:
     kind: str
 
 
+def _ear_mix(x) -> np.ndarray:
+    """Float mono ``(n,)``: the ear mix ``(L+R)/2`` of ``(n, 2)`` audio (a mono column or
+    array as it is)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        return x.mean(axis=1) if x.shape[1] >= 2 else x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(f"audio must be (n,) or (n, 2), got shape {x.shape}")
+    return x
+
+
 class _Framer:
     """Mono frames of ``frame`` samples every ``hop`` from pushed stereo audio."""
 
@@ -101,11 +112,7 @@ class _Framer:
         self._buf = np.zeros(0)
 
     def push(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 2:
-            x = x.mean(axis=1) if x.shape[1] >= 2 else x[:, 0]
-        elif x.ndim != 1:
-            raise ValueError(f"audio must be (n,) or (n, 2), got shape {x.shape}")
+        x = _ear_mix(x)
         x = np.where(np.isfinite(x), x, 0.0)
         buf = np.concatenate([self._buf, x])
         n = 0 if buf.size < self.frame else 1 + (buf.size - self.frame) // self.hop
@@ -350,11 +357,7 @@ class SileroSpeechActivity:
         self._last = SpeechDecision(False, 0.0, "silence")
 
     def _to_16k(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 2:
-            x = x.mean(axis=1) if x.shape[1] >= 2 else x[:, 0]
-        elif x.ndim != 1:
-            raise ValueError(f"audio must be (n,) or (n, 2), got shape {x.shape}")
+        x = _ear_mix(x)
         if self._down == 1:
             return x
         from scipy.signal import lfilter
