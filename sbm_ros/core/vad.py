@@ -81,7 +81,7 @@ import numpy as np
 
 __all__ = ["SpeechDecision", "SpeechActivity", "WebRtcSpeechActivity",
            "ConfirmedSpeechActivity", "SileroSpeechActivity", "AnySpeechActivity",
-           "make_speech_activity", "KINDS", "METHODS"]
+           "make_speech_activity", "ear_mix", "KINDS", "METHODS", "FALLBACKS"]
 
 KINDS = ("silence", "speech", "impulsive", "stationary", "non-speech")
 
@@ -93,9 +93,9 @@ class SpeechDecision:
     kind: str
 
 
-def _ear_mix(x) -> np.ndarray:
+def ear_mix(x) -> np.ndarray:
     """Float mono ``(n,)``: the ear mix ``(L+R)/2`` of ``(n, 2)`` audio (a mono column or
-    array as it is)."""
+    array as it is); non-finite samples are kept (the detectors zero them)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 2:
         return x.mean(axis=1) if x.shape[1] >= 2 else x[:, 0]
@@ -112,7 +112,7 @@ class _Framer:
         self._buf = np.zeros(0)
 
     def push(self, x) -> np.ndarray:
-        x = _ear_mix(x)
+        x = ear_mix(x)
         x = np.where(np.isfinite(x), x, 0.0)
         buf = np.concatenate([self._buf, x])
         n = 0 if buf.size < self.frame else 1 + (buf.size - self.frame) // self.hop
@@ -357,12 +357,12 @@ class SileroSpeechActivity:
         self._last = SpeechDecision(False, 0.0, "silence")
 
     def _to_16k(self, x) -> np.ndarray:
-        x = _ear_mix(x)
+        x = ear_mix(x)
+        x = np.where(np.isfinite(x), x, 0.0)
         if self._down == 1:
             return x
         from scipy.signal import lfilter
 
-        x = np.where(np.isfinite(x), x, 0.0)
         y, self._zi = lfilter(self._fir, 1.0, x, zi=self._zi)
         out = y[self._phase::self._down]
         self._phase = (self._phase - x.size) % self._down
@@ -401,6 +401,10 @@ class AnySpeechActivity:
 
 #: names accepted by :func:`make_speech_activity`
 METHODS = ("own", "webrtc", "webrtc3", "webrtc+own", "silero", "silero_or_webrtc3")
+
+#: what to use instead when a detector's package is missing (or its rate unsupported), before
+#: the package's own measure (``own``), which needs nothing
+FALLBACKS = {"silero_or_webrtc3": "webrtc3"}
 
 
 def make_speech_activity(method: str = "webrtc3", sample_rate: int = 16000):

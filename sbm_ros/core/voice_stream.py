@@ -27,11 +27,14 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .tracker import Detection, TrackerParams, TrackerUpdate, VoiceTracker
-from .vad import METHODS, SpeechDecision, make_speech_activity
+from .vad import FALLBACKS, METHODS, SpeechDecision, ear_mix, make_speech_activity
 
-__all__ = ['VoiceStep', 'VoiceStream', 'VAD_CHOICES', 'pcm16_mono']
+__all__ = ['VoiceStep', 'VoiceStream', 'VAD_CHOICES', 'DEFAULT_VAD', 'pcm16_mono']
 
 VAD_CHOICES = tuple(METHODS) + ('none',)
+
+#: the default detector (also that of sbm_localizer's ``voice_vad``)
+DEFAULT_VAD = 'silero_or_webrtc3'
 
 
 @dataclass
@@ -51,7 +54,7 @@ def pcm16_mono(x: np.ndarray) -> bytes:
 class VoiceStream:
     """Speech activity + voice tracking on the localiser's stream (see the module docstring)."""
 
-    def __init__(self, sample_rate: int, vad: str = 'silero_or_webrtc3',
+    def __init__(self, sample_rate: int, vad: str = DEFAULT_VAD,
                  params: Optional[TrackerParams] = None, max_mix_s: float = 2.0):
         if vad not in VAD_CHOICES:
             raise ValueError(f'unknown speech-activity detector {vad!r}; known: '
@@ -61,19 +64,19 @@ class VoiceStream:
         self.vad_name = vad
         self.vad = None
         if vad != 'none':
-            try:
-                self.vad = make_speech_activity(vad, self.rate)
-            except (RuntimeError, ValueError) as exc:
-                self.vad_name = 'own'
-                if vad != 'webrtc3' and 'webrtc3' in vad:     # silero_or_webrtc3
-                    try:
-                        self.vad = make_speech_activity('webrtc3', self.rate)
-                        self.vad_name = 'webrtc3'
-                    except (RuntimeError, ValueError):
-                        pass
-                if self.vad is None:
-                    self.vad = make_speech_activity('own', self.rate)
-                self.note = (f"speech activity {vad!r} unavailable ({exc}): "
+            why = None
+            for name in (vad, FALLBACKS.get(vad)):
+                if name is None:
+                    continue
+                try:
+                    self.vad, self.vad_name = make_speech_activity(name, self.rate), name
+                    break
+                except (RuntimeError, ValueError) as exc:
+                    why = why or exc
+            if self.vad is None:
+                self.vad, self.vad_name = make_speech_activity('own', self.rate), 'own'
+            if why is not None:
+                self.note = (f"speech activity {vad!r} unavailable ({why}): "
                              f"using {self.vad_name!r}")
         self.tracker = VoiceTracker(params or TrackerParams())
         self._mix: List[np.ndarray] = []
@@ -87,7 +90,7 @@ class VoiceStream:
             return
         if self.vad is not None:
             self.vad.push(x)
-        m = x.mean(axis=1) if x.shape[1] >= 2 else x[:, 0]
+        m = ear_mix(x)
         self._mix.append(m)
         self._mix_n += m.size
         while self._mix_n - self._mix[0].size >= self._max_mix and len(self._mix) > 1:

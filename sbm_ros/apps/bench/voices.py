@@ -45,6 +45,7 @@ from sbm_ros.core.localizer import SBMLocalizer
 from sbm_ros.core.model import SBMModel
 from sbm_ros.core.tracker import Detection, TrackerParams, VoiceTracker
 from sbm_ros.core.vad import make_speech_activity
+from sbm_ros.core.voice_stream import DEFAULT_VAD
 
 HOP_S = 0.04
 LABEL_DEG = 8.0
@@ -266,14 +267,6 @@ def _f(v, nd=2):
     return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
 
 
-def _default_vad() -> str:
-    """VoiceStream's default detector (that of the node's ``voice_vad``)."""
-    import inspect
-
-    from sbm_ros.core.voice_stream import VoiceStream
-    return inspect.signature(VoiceStream.__init__).parameters["vad"].default
-
-
 def render(res: Dict) -> str:
     """The section of ``benchmark.md``."""
     p = res["params"]
@@ -283,7 +276,7 @@ def render(res: Dict) -> str:
              f", then speech activity and `VoiceTracker` (birth after {p.birth_hits} detections "
              f"in {p.birth_window_s:g} s, death after {p.death_timeout_s:g} s, covariance floor "
              f"{p.cov_floor_deg:g} deg). Detector `none` feeds every window to the tracker; "
-             f"the node's default (`voice_vad`) is `{_default_vad()}`. "
+             f"the node's default (`voice_vad`) is `{DEFAULT_VAD}`. "
              "Method and definitions: `sbm_ros/apps/bench/voices.py`.", "",
              "| scene | detector | speech marked | false: sounds | false: silence | "
              "utterances found | id switches | re-appear. | spurious voices (/min) | ghosts | "
